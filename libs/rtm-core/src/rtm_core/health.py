@@ -1,0 +1,77 @@
+"""Health observations: one call publishes the event and updates the snapshot."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from rtm_core.domain import HealthEventType, HealthSource
+from rtm_core.publishers import HealthEvent, Publishers, now_ms
+from rtm_core.repositories import Repositories
+from rtm_core.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class HealthReporter:
+    def __init__(self, publishers: Publishers, repos: Repositories, metrics: Metrics) -> None:
+        self._publishers = publishers
+        self._repos = repos
+        self._metrics = metrics
+
+    async def observe(
+        self,
+        *,
+        game_id: str,
+        container_id: str | None,
+        source: HealthSource,
+        status: str,
+        details: dict[str, Any],
+        observed_at_ms: int | None = None,
+    ) -> None:
+        """Update the latest snapshot without publishing an event."""
+        at_ms = observed_at_ms or now_ms()
+        await self._repos.upsert_snapshot(
+            game_id=game_id,
+            container_id=container_id,
+            status=status,
+            source=source.value,
+            observed_at=datetime.fromtimestamp(at_ms / 1000, UTC),
+            details=details,
+        )
+
+    async def report(
+        self,
+        *,
+        game_id: str,
+        container_id: str,
+        event_type: HealthEventType,
+        source: HealthSource,
+        details: dict[str, Any],
+        occurred_at_ms: int | None = None,
+    ) -> None:
+        """Publish a health event, then record it as the latest snapshot."""
+        at_ms = occurred_at_ms or now_ms()
+        await self._publishers.health_event(
+            HealthEvent(
+                game_id=game_id,
+                container_id=container_id,
+                event_type=event_type,
+                details=details,
+                occurred_at_ms=at_ms,
+            )
+        )
+        self._metrics.health_events.add(1, {"event_type": event_type.value})
+        log.info(
+            "health event published",
+            extra={"game_id": game_id, "event_type": event_type.value, "details": details},
+        )
+        await self.observe(
+            game_id=game_id,
+            container_id=container_id,
+            source=source,
+            status=event_type.value,
+            details=details,
+            observed_at_ms=at_ms,
+        )

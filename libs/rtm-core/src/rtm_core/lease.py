@@ -1,0 +1,115 @@
+"""Redis leases: the per-game operation lease and the leader lease.
+
+Both are `SET NX PX` with a random token, renewed only by the holder
+(compare-and-pexpire) and released only by the holder (compare-and-delete),
+so a lease that expired and was taken by someone else is never stolen back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+from redis.asyncio import Redis
+
+from rtm_core.errors import OperationInProgress
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+GAME_LEASE_PREFIX = "rtmanager:game_lease:"
+
+
+class Lease:
+    """One token on one key."""
+
+    def __init__(self, redis: Redis, key: str, ttl_seconds: float) -> None:
+        self.redis = redis
+        self.key = key
+        self.ttl_ms = int(ttl_seconds * 1000)
+        self.token = secrets.token_hex(16)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    async def try_acquire(self) -> bool:
+        return bool(await self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    async def renew(self) -> bool:
+        return bool(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    async def release(self) -> bool:
+        return bool(await self._release(keys=[self.key], args=[self.token]))
+
+    async def keep_alive(self, on_lost: Callable[[], None] | None = None) -> None:
+        """Renew every third of the TTL until cancelled; report a lost lease once."""
+        interval = self.ttl_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self.renew()
+            except Exception:  # a Redis blip: try again before the TTL runs out
+                log.warning("lease renewal failed", extra={"lease_key": self.key}, exc_info=True)
+                continue
+            if not held:
+                log.warning("lease lost", extra={"lease_key": self.key})
+                if on_lost is not None:
+                    on_lost()
+                return
+
+
+class GameLeases:
+    def __init__(
+        self,
+        redis: Redis,
+        ttl_seconds: float,
+        on_conflict: Callable[[], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self.ttl_seconds = ttl_seconds
+        self._on_conflict = on_conflict or (lambda: None)
+
+    @asynccontextmanager
+    async def hold(self, game_id: str, *, wait: float = 0.0) -> AsyncIterator[Lease]:
+        """Hold `rtmanager:game_lease:<game_id>` for the body, renewing it meanwhile.
+
+        With `wait` > 0 a busy lease is retried with backoff up to `wait`
+        seconds (stream jobs); with 0 it fails at once (REST).
+        """
+        lease = Lease(self._redis, GAME_LEASE_PREFIX + game_id, self.ttl_seconds)
+        await self._acquire(lease, wait)
+        keeper = asyncio.create_task(lease.keep_alive(), name=f"lease:{game_id}")
+        try:
+            yield lease
+        finally:
+            keeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await keeper
+            # Shielded so that a cancelled operation still frees the game at once.
+            with suppress(Exception):
+                await asyncio.shield(lease.release())
+
+    async def _acquire(self, lease: Lease, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        delay = 0.05
+        while not await lease.try_acquire():
+            if loop.time() + delay > deadline:
+                self._on_conflict()
+                raise OperationInProgress(f"another operation holds {lease.key}; try again later")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)

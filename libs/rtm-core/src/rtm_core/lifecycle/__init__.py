@@ -1,0 +1,68 @@
+"""The lifecycle services: the one place RTM's rules about a game's engine live.
+
+REST handlers and stream consumers call `Lifecycle` with only `source` (and,
+for streams, a lease wait) differing; the reconciler and cleanup worker call
+the drift and retention entry points.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rtm_core.docker import ContainerInfo
+from rtm_core.domain import OpSource
+from rtm_core.lifecycle import reconcile
+from rtm_core.lifecycle.cleanup import cleanup
+from rtm_core.lifecycle.deps import LifecycleDeps
+from rtm_core.lifecycle.operation import OperationResult
+from rtm_core.lifecycle.replace import patch, restart
+from rtm_core.lifecycle.start import start
+from rtm_core.lifecycle.stop import stop
+
+__all__ = ["Lifecycle", "LifecycleDeps", "OperationResult"]
+
+
+class Lifecycle:
+    def __init__(self, deps: LifecycleDeps) -> None:
+        self.deps = deps
+
+    async def start(
+        self, game_id: str, image_ref: str, source: OpSource, *, lease_wait: float = 0.0
+    ) -> OperationResult:
+        return await start(self.deps, game_id, image_ref, source, lease_wait=lease_wait)
+
+    async def stop(
+        self, game_id: str, reason: str, source: OpSource, *, lease_wait: float = 0.0
+    ) -> OperationResult:
+        return await stop(self.deps, game_id, reason, source, lease_wait=lease_wait)
+
+    async def restart(
+        self, game_id: str, source: OpSource, *, lease_wait: float = 0.0
+    ) -> OperationResult:
+        return await restart(self.deps, game_id, source, lease_wait=lease_wait)
+
+    async def patch(
+        self, game_id: str, image_ref: str, source: OpSource, *, lease_wait: float = 0.0
+    ) -> OperationResult:
+        return await patch(self.deps, game_id, image_ref, source, lease_wait=lease_wait)
+
+    async def cleanup(
+        self,
+        game_id: str,
+        source: OpSource,
+        *,
+        lease_wait: float = 0.0,
+        stopped_before: datetime | None = None,
+    ) -> OperationResult:
+        return await cleanup(
+            self.deps, game_id, source, lease_wait=lease_wait, stopped_before=stopped_before
+        )
+
+    async def reconcile_dispose(self, game_id: str) -> bool:
+        return await reconcile.dispose(self.deps, game_id)
+
+    async def reconcile_observed_exited(self, game_id: str) -> bool:
+        return await reconcile.observed_exited(self.deps, game_id)
+
+    async def reconcile_adopt(self, container: ContainerInfo) -> bool:
+        return await reconcile.adopt(self.deps, container)

@@ -1,0 +1,130 @@
+"""Launching and retiring a game's engine container: the steps start, restart
+and patch share, each written once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from rtm_core.docker import ContainerInfo, EngineSpec, memory_label, resources_for
+from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus, container_name
+from rtm_core.domain import engine_endpoint as endpoint_of
+from rtm_core.errors import ContainerStartFailed, StartConfigInvalid
+from rtm_core.lifecycle.deps import LifecycleDeps
+from rtm_core.lifecycle.operation import AfterCommit
+from rtm_core.schema import RuntimeRecord
+
+
+def state_path(deps: LifecycleDeps, game_id: str) -> Path:
+    return deps.settings.game_state_root / game_id
+
+
+def _ensure_state_dir(path: Path, mode: int, uid: int, gid: int) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    if (path.stat().st_uid, path.stat().st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+
+
+async def ensure_state_dir(deps: LifecycleDeps, game_id: str) -> Path:
+    path = state_path(deps, game_id)
+    s = deps.settings
+    try:
+        await asyncio.to_thread(
+            _ensure_state_dir,
+            path,
+            s.game_state_dir_mode,
+            s.game_state_owner_uid,
+            s.game_state_owner_gid,
+        )
+    except OSError as exc:
+        raise ContainerStartFailed(f"state dir {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> ContainerInfo:
+    """State dir → image per policy → leftovers removed → create + start."""
+    s = deps.settings
+    path = await ensure_state_dir(deps, game_id)
+    labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
+    try:
+        cpu, memory, pids = resources_for(labels, s)
+    except ValueError as exc:
+        raise StartConfigInvalid(f"image {image_ref} resource labels: {exc}") from exc
+    # A container of ours under this game's name that no record points at
+    # (a crash between create and commit) would block the name: retire it.
+    for leftover in await deps.docker.list_owned(game_id):
+        await retire(deps, leftover.id)
+    spec = EngineSpec(
+        game_id=game_id,
+        name=container_name(game_id),
+        image_ref=image_ref,
+        network=s.docker_network,
+        stack=s.stack,
+        state_host_path=str(path),
+        state_mount_path=s.engine_state_mount_path,
+        state_env_name=s.engine_state_env_name,
+        nano_cpus=int(cpu * 1_000_000_000),
+        memory=memory,
+        pids_limit=pids,
+        cpu_quota_label=f"{cpu:g}",
+        memory_label=memory_label(memory),
+        log_driver=s.docker_log_driver,
+        log_opts=s.docker_log_opts_dict,
+    )
+    return await deps.docker.create_and_start(spec)
+
+
+async def retire(deps: LifecycleDeps, container_id: str, *, remove: bool = True) -> None:
+    """Stop (and remove) a container RTM means to end, announcing the exit first."""
+    await deps.exits.mark(container_id)
+    await deps.docker.stop(container_id, deps.settings.container_stop_timeout_seconds)
+    if remove:
+        await deps.docker.remove(container_id)
+
+
+def running_record(
+    deps: LifecycleDeps,
+    game_id: str,
+    info: ContainerInfo,
+    image_ref: str,
+    previous: RuntimeRecord | None,
+) -> RuntimeRecord:
+    now = deps.clock()
+    return RuntimeRecord(
+        game_id=game_id,
+        status=RuntimeStatus.RUNNING.value,
+        current_container_id=info.id,
+        current_image_ref=image_ref,
+        engine_endpoint=endpoint_of(game_id),
+        state_path=str(state_path(deps, game_id)),
+        docker_network=deps.settings.docker_network,
+        started_at=now,
+        stopped_at=None,
+        removed_at=None,
+        last_op_at=now,
+        created_at=previous.created_at if previous else None,
+    )
+
+
+def announce_started(
+    deps: LifecycleDeps, game_id: str, container_id: str, image_ref: str
+) -> AfterCommit:
+    async def effect() -> None:
+        await deps.health.report(
+            game_id=game_id,
+            container_id=container_id,
+            event_type=HealthEventType.CONTAINER_STARTED,
+            source=HealthSource.INSPECT,
+            details={"image_ref": image_ref},
+        )
+
+    return effect
+
+
+async def is_alive(deps: LifecycleDeps, record: RuntimeRecord) -> bool:
+    if not record.current_container_id:
+        return False
+    info = await deps.docker.inspect(record.current_container_id)
+    return info is not None and info.running

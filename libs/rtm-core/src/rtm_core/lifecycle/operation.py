@@ -1,0 +1,174 @@
+"""The frame every lifecycle operation runs in.
+
+Validate outside, then: lease → body → record and operation-log row in one
+transaction → after-commit effects (health events). Failures append their
+row too, so every operation leaves exactly one row. Logs carry game_id and
+op_kind; one span covers the whole operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from rtm_core.domain import OpKind, OpSource, Outcome
+from rtm_core.errors import REPLAY_NO_OP, OperationInProgress, RtmError
+from rtm_core.lifecycle.deps import LifecycleDeps
+from rtm_core.logs import operation_context
+from rtm_core.schema import OperationLogEntry, RuntimeRecord
+from rtm_core.telemetry import tracer
+
+log = logging.getLogger("rtm_core.lifecycle")
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class OperationResult:
+    """What a successful operation leaves: the record, and whether it was a replay.
+
+    `record=None` means the body found nothing to do (a drift that healed
+    itself before the lease was taken): no row, no log line.
+    """
+
+    record: RuntimeRecord | None
+    replay: bool = False
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+    @property
+    def error_code(self) -> str:
+        return REPLAY_NO_OP if self.replay else ""
+
+
+class InternalError(RtmError):
+    """Anything unexpected, recorded with a code rather than lost."""
+
+    code = "internal_error"
+    http_status = 500
+
+
+Body = Callable[[OperationLogEntry], Awaitable[OperationResult]]
+
+
+async def run_operation(
+    deps: LifecycleDeps,
+    *,
+    game_id: str,
+    kind: OpKind,
+    source: OpSource,
+    body: Body,
+    lease_wait: float = 0.0,
+    image_ref: str | None = None,
+    record_conflicts: bool = True,
+) -> OperationResult:
+    """Run `body` under the game's lease and leave exactly one operation-log row.
+
+    `record_conflicts=False` lets a background pass skip a game that is busy
+    without logging a failed operation: a busy game is not a drift.
+    """
+    entry = OperationLogEntry(
+        game_id=game_id,
+        op_kind=kind.value,
+        op_source=source.value,
+        outcome=Outcome.SUCCESS.value,
+        image_ref=image_ref,
+        started_at=deps.clock(),
+        finished_at=deps.clock(),
+    )
+    began = time.perf_counter()
+    with (
+        operation_context(game_id, kind.value),
+        tracer.start_as_current_span(
+            f"rtm.{kind.value}",
+            attributes={"game_id": game_id, "op_kind": kind.value, "rtm.op_source": source.value},
+        ) as span,
+    ):
+        try:
+            async with deps.leases.hold(game_id, wait=lease_wait):
+                result = await body(entry)
+                if result.record is None:
+                    return result
+                entry.finished_at = deps.clock()
+                entry.error_code = result.error_code or None
+                await deps.repos.commit_operation(entry, result.record)
+        except OperationInProgress as exc:
+            if record_conflicts:
+                await _record_failure(deps, entry, source, began, span, exc)
+            raise
+        except Exception as exc:
+            error = await _record_failure(deps, entry, source, began, span, exc)
+            if error is exc:
+                raise
+            raise error from exc
+        _count(deps, entry)
+        log.info("operation completed", extra=_log_fields(entry, source, began))
+        for effect in result.after_commit:
+            try:
+                await effect()
+            except Exception:
+                log.exception("after-commit effect failed", extra={"op_kind": kind.value})
+        return result
+
+
+async def _record_failure(
+    deps: LifecycleDeps,
+    entry: OperationLogEntry,
+    source: OpSource,
+    began: float,
+    span: Span,
+    exc: BaseException,
+) -> RtmError:
+    error = exc if isinstance(exc, RtmError) else InternalError(str(exc) or repr(exc))
+    entry.outcome = Outcome.FAILURE.value
+    entry.error_code = error.code
+    entry.error_message = error.message
+    entry.finished_at = deps.clock()
+    span.set_status(Status(StatusCode.ERROR, error.code))
+    await _append_failure(deps, entry)
+    _count(deps, entry)
+    unexpected = isinstance(error, InternalError)
+    log.log(
+        logging.ERROR if unexpected else logging.WARNING,
+        "operation failed",
+        extra=_log_fields(entry, source, began),
+        exc_info=exc if unexpected else None,
+    )
+    return error
+
+
+async def _append_failure(deps: LifecycleDeps, entry: OperationLogEntry) -> None:
+    try:
+        # Shielded: a cancelled job must still leave its row behind.
+        await asyncio.shield(deps.repos.append_operation(entry))
+    except Exception:
+        log.exception("could not append the failure row to operation_log")
+
+
+def _count(deps: LifecycleDeps, entry: OperationLogEntry) -> None:
+    deps.metrics.operations.add(
+        1,
+        {
+            "op_kind": entry.op_kind,
+            "outcome": entry.outcome,
+            "error_code": entry.error_code or "",
+        },
+    )
+
+
+def _log_fields(entry: OperationLogEntry, source: OpSource, began: float) -> dict[str, object]:
+    return {
+        "game_id": entry.game_id,
+        "op_kind": entry.op_kind,
+        "op_source": source.value,
+        "outcome": entry.outcome,
+        "error_code": entry.error_code,
+        "error_message": entry.error_message,
+        "container_id": entry.container_id,
+        "image_ref": entry.image_ref,
+        "duration_ms": round((time.perf_counter() - began) * 1000, 1),
+    }

@@ -1,0 +1,80 @@
+"""Restart and patch: replace the engine container, keep endpoint and state."""
+
+from __future__ import annotations
+
+from rtm_core.domain import OpKind, OpSource, RuntimeStatus, require_game_id
+from rtm_core.errors import Conflict, NotFound
+from rtm_core.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.lifecycle.deps import LifecycleDeps
+from rtm_core.lifecycle.engine import announce_started, launch, retire, running_record
+from rtm_core.lifecycle.operation import OperationResult, run_operation
+from rtm_core.schema import OperationLogEntry, RuntimeRecord
+
+
+async def _replaceable(deps: LifecycleDeps, game_id: str) -> RuntimeRecord:
+    record = await deps.repos.get_record(game_id)
+    if record is None:
+        raise NotFound(f"no runtime for game {game_id}")
+    if record.status == RuntimeStatus.REMOVED or not record.current_image_ref:
+        raise Conflict(f"runtime {game_id} is removed; start it instead")
+    return record
+
+
+async def _replace(
+    deps: LifecycleDeps, entry: OperationLogEntry, record: RuntimeRecord, image_ref: str
+) -> OperationResult:
+    entry.previous_image_ref = record.current_image_ref
+    entry.image_ref = image_ref
+    if record.current_container_id:
+        await retire(deps, record.current_container_id)
+    info = await launch(deps, record.game_id, image_ref)
+    entry.container_id = info.id
+    new = running_record(deps, record.game_id, info, image_ref, record)
+    return OperationResult(
+        record=new, after_commit=[announce_started(deps, record.game_id, info.id, image_ref)]
+    )
+
+
+async def restart(
+    deps: LifecycleDeps, game_id: str, source: OpSource, *, lease_wait: float = 0.0
+) -> OperationResult:
+    require_game_id(game_id)
+
+    async def body(entry: OperationLogEntry) -> OperationResult:
+        record = await _replaceable(deps, game_id)
+        assert record.current_image_ref is not None
+        return await _replace(deps, entry, record, record.current_image_ref)
+
+    return await run_operation(
+        deps, game_id=game_id, kind=OpKind.RESTART, source=source, body=body, lease_wait=lease_wait
+    )
+
+
+async def patch(
+    deps: LifecycleDeps,
+    game_id: str,
+    image_ref: str,
+    source: OpSource,
+    *,
+    lease_wait: float = 0.0,
+) -> OperationResult:
+    require_game_id(game_id)
+
+    async def body(entry: OperationLogEntry) -> OperationResult:
+        target = validate_image_ref(image_ref, deps.settings.image_allowed_prefixes)
+        record = await _replaceable(deps, game_id)
+        assert record.current_image_ref is not None
+        entry.previous_image_ref = record.current_image_ref
+        # Rules before touching anything: a refused patch leaves the engine as it was.
+        check_patch(parse_image_ref(record.current_image_ref), target)
+        return await _replace(deps, entry, record, image_ref)
+
+    return await run_operation(
+        deps,
+        game_id=game_id,
+        kind=OpKind.PATCH,
+        source=source,
+        body=body,
+        lease_wait=lease_wait,
+        image_ref=image_ref if isinstance(image_ref, str) else None,
+    )

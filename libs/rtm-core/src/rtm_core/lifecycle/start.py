@@ -1,0 +1,87 @@
+"""Start: bring a game's engine up, or confirm it is already up (replay)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from rtm_core.domain import OpKind, OpSource, RuntimeStatus, is_valid_game_id
+from rtm_core.errors import (
+    Conflict,
+    ContainerStartFailed,
+    ImagePullFailed,
+    RtmError,
+    StartConfigInvalid,
+)
+from rtm_core.imageref import validate_image_ref
+from rtm_core.lifecycle.deps import LifecycleDeps
+from rtm_core.lifecycle.engine import announce_started, is_alive, launch, running_record
+from rtm_core.lifecycle.operation import OperationResult, run_operation
+from rtm_core.publishers import NotificationIntent, now_ms
+from rtm_core.schema import OperationLogEntry
+
+#: The three first-touch failures that page an admin.
+_NOTIFY = (ImagePullFailed, ContainerStartFailed, StartConfigInvalid)
+
+
+async def start(
+    deps: LifecycleDeps,
+    game_id: str,
+    image_ref: str,
+    source: OpSource,
+    *,
+    lease_wait: float = 0.0,
+) -> OperationResult:
+    if not is_valid_game_id(game_id):
+        # Nothing is written for a game_id that cannot name a container or a path.
+        raise StartConfigInvalid("game_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    attempted_at_ms = now_ms()
+
+    async def body(entry: OperationLogEntry) -> OperationResult:
+        validate_image_ref(image_ref, deps.settings.image_allowed_prefixes)
+        record = await deps.repos.get_record(game_id)
+        if record is not None and record.status == RuntimeStatus.RUNNING:
+            entry.previous_image_ref = record.current_image_ref
+            entry.container_id = record.current_container_id
+            if await is_alive(deps, record):
+                if record.current_image_ref != image_ref:
+                    raise Conflict(
+                        f"game {game_id} runs {record.current_image_ref}; use patch to change it"
+                    )
+                record.last_op_at = deps.clock()
+                return OperationResult(record=record, replay=True)
+        deps.lobby.look_up(game_id)
+        info = await launch(deps, game_id, image_ref)
+        entry.container_id = info.id
+        new = running_record(deps, game_id, info, image_ref, record)
+        return OperationResult(
+            record=new, after_commit=[announce_started(deps, game_id, info.id, image_ref)]
+        )
+
+    try:
+        return await run_operation(
+            deps,
+            game_id=game_id,
+            kind=OpKind.START,
+            source=source,
+            body=body,
+            lease_wait=lease_wait,
+            image_ref=image_ref if isinstance(image_ref, str) else None,
+        )
+    except _NOTIFY as error:
+        await _notify(deps, game_id, image_ref, error, attempted_at_ms)
+        raise
+
+
+async def _notify(
+    deps: LifecycleDeps, game_id: str, image_ref: str, error: RtmError, attempted_at_ms: int
+) -> None:
+    intent = NotificationIntent(
+        game_id=game_id,
+        image_ref=image_ref if isinstance(image_ref, str) else "",
+        error_code=error.code,
+        error_message=error.message,
+        attempted_at_ms=attempted_at_ms,
+    )
+    # An admin e-mail is best effort; the start's own failure result must still go out.
+    with contextlib.suppress(Exception):
+        await deps.publishers.notification_intent(intent)

@@ -1,0 +1,117 @@
+"""Repositories over the three tables.
+
+A lifecycle operation writes its record and its operation-log row in one
+transaction (`Repositories.commit_operation`), so the log never claims a
+change the record does not show, nor the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from rtm_core.schema import HealthSnapshot, OperationLogEntry, RuntimeRecord
+
+_RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ignore[attr-defined]
+
+
+class Repositories:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> AsyncSession:
+        return self._sessions()
+
+    # runtime_records -------------------------------------------------------
+
+    async def get_record(self, game_id: str) -> RuntimeRecord | None:
+        async with self._sessions() as s:
+            return await s.get(RuntimeRecord, game_id)
+
+    async def list_records(self, status: str | None = None) -> Sequence[RuntimeRecord]:
+        query = select(RuntimeRecord).order_by(col(RuntimeRecord.game_id))
+        if status is not None:
+            query = query.where(col(RuntimeRecord.status) == status)
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def count_by_status(self) -> dict[str, int]:
+        status = col(RuntimeRecord.status)
+        query = select(status, func.count()).group_by(status)
+        async with self._sessions() as s:
+            return {status: n for status, n in (await s.execute(query)).all()}
+
+    async def save_record(self, record: RuntimeRecord) -> None:
+        async with self._sessions() as s, s.begin():
+            await _upsert_record(s, record)
+
+    async def commit_operation(
+        self, entry: OperationLogEntry, record: RuntimeRecord | None = None
+    ) -> None:
+        async with self._sessions() as s, s.begin():
+            if record is not None:
+                await _upsert_record(s, record)
+            s.add(entry)
+
+    # operation_log ---------------------------------------------------------
+
+    async def append_operation(self, entry: OperationLogEntry) -> None:
+        await self.commit_operation(entry)
+
+    async def operations(self, game_id: str, limit: int = 50) -> Sequence[OperationLogEntry]:
+        query = (
+            select(OperationLogEntry)
+            .where(col(OperationLogEntry.game_id) == game_id)
+            .order_by(col(OperationLogEntry.started_at).desc(), col(OperationLogEntry.id).desc())
+            .limit(limit)
+        )
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().all()
+
+    # health_snapshots ------------------------------------------------------
+
+    async def upsert_snapshot(
+        self,
+        *,
+        game_id: str,
+        container_id: str | None,
+        status: str,
+        source: str,
+        observed_at: datetime,
+        details: dict[str, Any],
+    ) -> None:
+        values = {
+            "game_id": game_id,
+            "container_id": container_id,
+            "status": status,
+            "source": source,
+            "observed_at": observed_at,
+            "details": details,
+        }
+        stmt = insert(HealthSnapshot.__table__).values(**values)  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["game_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "game_id"},
+        )
+        async with self._sessions() as s, s.begin():
+            await s.execute(stmt)
+
+    async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
+        async with self._sessions() as s:
+            return await s.get(HealthSnapshot, game_id)
+
+
+async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
+    values = {c: getattr(record, c) for c in _RECORD_COLUMNS if c != "created_at"}
+    insert_stmt = insert(RuntimeRecord.__table__).values(**values)  # type: ignore[attr-defined]
+    stmt = insert_stmt.on_conflict_do_update(
+        index_elements=["game_id"],
+        set_={k: insert_stmt.excluded[k] for k in values if k != "game_id"},
+    ).returning(col(RuntimeRecord.created_at))
+    record.created_at = (await session.execute(stmt)).scalar_one()

@@ -1,0 +1,203 @@
+"""Configuration: every `RTMANAGER_*` variable, parsed once at the entry point.
+
+Durations accept Go-style strings (`2s`, `5m`, `1h`, `500ms`) or plain
+seconds, sizes accept Docker's `512m`, modes accept octal `0750`, as the
+reference `.env` writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `1.5`, `2s`, `500ms`, `5m`, `1h30m`."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h)") from None
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from Docker-style `512m`, `1g`, `65536`."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE_RE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512m, 1g)")
+    return int(float(match[1]) * _SIZE_UNITS[match[2].lower()])
+
+
+def parse_mode(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return int(str(value).strip(), 8)
+
+
+def parse_csv(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(p.strip() for p in str(value or "").split(",") if p.strip())
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Mode = Annotated[int, BeforeValidator(parse_mode)]
+CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_csv)]
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "always"
+    IF_NOT_PRESENT = "if_not_present"
+    NEVER = "never"
+
+
+class ProbeAddressMode(StrEnum):
+    ENDPOINT = "endpoint"
+    CONTAINER_IP = "container_ip"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTMANAGER_", extra="ignore", frozen=True)
+
+    # Listeners
+    internal_http_addr: str = ":8096"
+    ops_http_addr: str = ":8097"
+
+    # Stores (required: RTM must never guess where its state lives)
+    postgres_primary_dsn: str
+    redis_master_addr: str
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(default=0, ge=0)
+
+    # Docker
+    docker_host: str = "unix:///var/run/docker.sock"
+    docker_tls_ca: Path | None = None
+    docker_tls_cert: Path | None = None
+    docker_tls_key: Path | None = None
+    docker_network: str = "galaxy-net"
+    docker_log_driver: str | None = None
+    docker_log_opts: CsvList = ()
+    image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    image_allowed_prefixes: CsvList = ()
+    stack: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+    # Engines
+    game_state_root: Path = Path("/var/lib/galaxy/games")
+    game_state_dir_mode: Mode = 0o750
+    game_state_owner_uid: int = 0
+    game_state_owner_gid: int = 0
+    engine_state_mount_path: str = "/var/lib/galaxy-game"
+    engine_state_env_name: str = "GAME_STATE_PATH"
+    default_cpu_quota: float = Field(default=1.0, gt=0)
+    default_memory: Size = 512 * 1024**2
+    default_pids_limit: int = Field(default=512, gt=0)
+    container_stop_timeout_seconds: int = Field(default=30, ge=0)
+    container_retention_days: float = Field(default=30, ge=0)
+
+    # Lobby diagnostic client
+    lobby_internal_base_url: str = "http://127.0.0.1:8095"
+    lobby_internal_timeout: Duration = 2.0
+
+    # Workers
+    inspect_interval: Duration = 30.0
+    probe_interval: Duration = 15.0
+    probe_timeout: Duration = 2.0
+    probe_failures_threshold: int = Field(default=3, gt=0)
+    probe_concurrency: int = Field(default=64, gt=0)
+    probe_address_mode: ProbeAddressMode = ProbeAddressMode.ENDPOINT
+    reconcile_interval: Duration = 300.0
+    cleanup_interval: Duration = 3600.0
+
+    # Streams
+    redis_start_jobs_stream: str = "runtime:start_jobs"
+    redis_stop_jobs_stream: str = "runtime:stop_jobs"
+    redis_job_results_stream: str = "runtime:job_results"
+    redis_health_events_stream: str = "runtime:health_events"
+    notification_intents_stream: str = "notification:intents"
+    stream_maxlen: int = Field(default=100_000, ge=0)
+    jobs_consumer_group: str = "rtmanager"
+    jobs_consumer_name: str | None = None
+    jobs_concurrency: int = Field(default=16, gt=0)
+    jobs_claim_idle: Duration = 60.0
+
+    # Coordination
+    game_lease_ttl_seconds: int = Field(default=60, gt=0)
+    leader_lease_ttl_seconds: int = Field(default=15, gt=0)
+
+    # Security, process, logging
+    internal_api_token: SecretStr | None = None
+    log_level: str = "info"
+    shutdown_timeout: Duration = 30.0
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "warn", "error"}:
+            raise ValueError("must be debug, info, warn or error")
+        return value.lower()
+
+    @field_validator("docker_host")
+    @classmethod
+    def _docker_host(cls, value: str) -> str:
+        if not value.startswith(("unix://", "tcp://", "http://", "https://")):
+            raise ValueError("must start with unix:// or tcp://")
+        return value
+
+    @field_validator("internal_api_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() in {"", "changeme", "changethis"}:
+            raise ValueError("refusing an empty or placeholder token; unset it to disable auth")
+        return value
+
+    @property
+    def docker_log_opts_dict(self) -> dict[str, str]:
+        return dict(opt.split("=", 1) for opt in self.docker_log_opts if "=" in opt)
+
+    @property
+    def docker_tls_enabled(self) -> bool:
+        return all((self.docker_tls_ca, self.docker_tls_cert, self.docker_tls_key))
+
+
+class SettingsError(Exception):
+    """Raised with one line per offending `RTMANAGER_*` variable."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problem = "is required" if err["type"] == "missing" else err["msg"]
+            lines.append(f"RTMANAGER_{field.upper()} {problem}")
+        raise SettingsError("; ".join(lines)) from None
+
+
+def split_host_port(addr: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """`:8096` → ("0.0.0.0", 8096); `127.0.0.1:8096` → ("127.0.0.1", 8096)."""
+    host, _, port = addr.rpartition(":")
+    return (host.strip("[]") or default_host), int(port)

@@ -1,0 +1,156 @@
+"""OpenTelemetry: SDK setup through opentelemetry-distro and RTM's instruments.
+
+`OTEL_*` variables are honoured as the distro reads them; RTM only changes
+the distro's defaults to `none` (a dev box has no collector) and makes
+`otlp` mean OTLP over HTTP, the exporter it ships.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+log = logging.getLogger(__name__)
+
+_setup_lock = threading.Lock()
+_setup_done = False
+
+
+def setup_telemetry(process: str) -> None:
+    """Install the global tracer and meter providers once per process."""
+    global _setup_done
+    with _setup_lock:
+        if _setup_done:
+            return
+        os.environ.setdefault("OTEL_SERVICE_NAME", "galaxy-rtmanager")
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+        os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
+        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        attrs = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+        if "rtm.process=" not in attrs:
+            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
+                a for a in (attrs, f"rtm.process={process}") if a
+            )
+        from opentelemetry.distro import OpenTelemetryConfigurator
+
+        OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]
+        _setup_done = True
+    log.info(
+        "telemetry exporter started",
+        extra={
+            "traces_exporter": os.environ["OTEL_TRACES_EXPORTER"],
+            "metrics_exporter": os.environ["OTEL_METRICS_EXPORTER"],
+            "prometheus_port": os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+            if "prometheus" in os.environ["OTEL_METRICS_EXPORTER"]
+            else None,
+        },
+    )
+
+
+tracer = trace.get_tracer("rtmanager")
+
+
+class GaugeValues:
+    """Latest values of an observable gauge, set from async code, read at scrape time."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[tuple[str, str], ...], float] = {}
+        self._lock = threading.Lock()
+
+    def set(self, value: float, **attributes: str) -> None:
+        with self._lock:
+            self._values[tuple(sorted(attributes.items()))] = value
+
+    def replace(self, values: Mapping[tuple[tuple[str, str], ...], float]) -> None:
+        with self._lock:
+            self._values = dict(values)
+
+    def get(self, **attributes: str) -> float | None:
+        with self._lock:
+            return self._values.get(tuple(sorted(attributes.items())))
+
+    def callback(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._values.items())
+        return [Observation(v, dict(k)) for k, v in items]
+
+
+class Metrics:
+    """The instruments of SPEC §9 plus what operators need to see the streams."""
+
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        m = meter or metrics.get_meter("rtmanager")
+        self.records_by_status = GaugeValues()
+        self.stream_pending = GaugeValues()
+        self.stream_lag = GaugeValues()
+        self.leader = GaugeValues()
+        self.loop_age = GaugeValues()
+        m.create_observable_gauge(
+            "rtmanager.runtime_records_by_status",
+            [self.records_by_status.callback],
+            description="Runtime records per status",
+        )
+        m.create_observable_gauge(
+            "rtmanager.stream_pending",
+            [self.stream_pending.callback],
+            description="Entries delivered to the consumer group but not yet acknowledged",
+        )
+        m.create_observable_gauge(
+            "rtmanager.stream_lag",
+            [self.stream_lag.callback],
+            description="Entries in the stream not yet delivered to the consumer group",
+        )
+        m.create_observable_gauge(
+            "rtmanager.leader",
+            [self.leader.callback],
+            description="1 when this replica holds the leader lease of its role",
+        )
+        m.create_observable_gauge(
+            "rtmanager.loop_age",
+            [self.loop_age.callback],
+            description="Seconds since the loop last completed an iteration",
+        )
+        self.docker_op_latency = m.create_histogram(
+            "rtmanager.docker_op_latency", description="Docker API call latency in seconds"
+        )
+        self.job_duration = m.create_histogram(
+            "rtmanager.job_duration", description="Stream job duration in seconds"
+        )
+        self.probe_latency = m.create_histogram(
+            "rtmanager.probe_latency", description="Engine /healthz probe latency in seconds"
+        )
+        self.reconcile_drift = m.create_counter(
+            "rtmanager.reconcile_drift", description="Drifts the reconciler repaired"
+        )
+        self.jobs_processed = m.create_counter(
+            "rtmanager.jobs_processed", description="Stream jobs processed, by outcome"
+        )
+        self.health_events = m.create_counter(
+            "rtmanager.health_events", description="Health events published"
+        )
+        self.lease_conflicts = m.create_counter(
+            "rtmanager.lease_conflicts", description="Per-game lease acquisitions refused"
+        )
+        self.operations = m.create_counter(
+            "rtmanager.operations", description="Lifecycle operations, by kind and outcome"
+        )
+        self.loop_iterations = m.create_counter(
+            "rtmanager.loop_iterations", description="Completed background loop iterations"
+        )
+
+    def record_docker_latency(self, op: str, seconds: float) -> None:
+        self.docker_op_latency.record(seconds, {"op": op})
+
+    def count_lease_conflict(self) -> None:
+        self.lease_conflicts.add(1)
+
+
+def span_attributes(**attrs: Any) -> dict[str, Any]:
+    return {f"rtm.{k}" if k not in {"game_id", "op_kind"} else k: v for k, v in attrs.items()}
