@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Build galaxy/rtm:<version> and, on the offline path, rtm-postgres:15 and
+# rtm-redis:7 for compose. Idempotent and fast on re-run:
+#   - the base image is cached by build-base.sh (keyed by its own content);
+#   - wheels are rebuilt only when a pyproject.toml (deps) or RTM's sources
+#     change (two content hashes, two wheel dirs);
+#   - Docker's layer cache does the rest (deps layer before sources layer).
+#
+# Path selection (RTM_BUILD_PATH=auto|ordinary|offline, default auto):
+#   ordinary  FROM python:3.11-slim, pip installs from PyPI inside the build;
+#             compose then uses postgres:15 and redis:7.
+#   offline   FROM rtm-base:bookworm (debootstrap), wheels built here on the
+#             host; compose then uses rtm-postgres:15 and rtm-redis:7.
+#   auto      offline unless `docker pull python:3.11-slim` succeeds (bounded
+#             by RTM_REGISTRY_PROBE_TIMEOUT, default 20 s).
+# The choice is written to .rtm-dev/images.env, which deploy/scripts/compose.sh
+# reads for the image variables you did not set yourself.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+here="$repo/deploy/images"
+dev_dir="${RTM_DEV_DIR:-$repo/.rtm-dev}"
+wheels="$here/wheels"
+PYTHON="${PYTHON:-python3}"
+path="${RTM_BUILD_PATH:-auto}"
+probe_timeout="${RTM_REGISTRY_PROBE_TIMEOUT:-20}"
+version="${RTM_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$repo/libs/rtm-core/pyproject.toml" | head -n1)}"
+rtm_image="${RTM_IMAGE:-galaxy/rtm:${version}}"
+base_image="${RTM_BASE_IMAGE:-rtm-base:bookworm}"
+slim_image="${RTM_SLIM_IMAGE:-python:3.11-slim}"
+
+log() { printf '[build] %s\n' "$*" >&2; }
+logs="$dev_dir/logs"; mkdir -p "$logs"
+# run LOGNAME CMD...: output to $logs/LOGNAME.log, shown only when CMD fails.
+run() {
+    local name="$1"; shift
+    if ! "$@" >"$logs/$name.log" 2>&1; then
+        log "FAILED: $* (log: $logs/$name.log)"; tail -n 40 "$logs/$name.log" >&2; return 1
+    fi
+}
+now() { date +%s; }
+t_all=$(now)
+mkdir -p "$dev_dir" "$wheels/deps" "$wheels/rtm"
+
+# The Docker 28 CLI without buildx refuses to build unless told to use the
+# classic builder; the Dockerfiles are written for both.
+if ! docker buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=0
+fi
+
+# ------------------------------------------------------------- choose a path
+if [[ "$path" == auto ]]; then
+    if docker image inspect "$slim_image" >/dev/null 2>&1 \
+        || timeout "$probe_timeout" docker pull -q "$slim_image" >/dev/null 2>&1; then
+        path=ordinary
+    else
+        path=offline
+        log "no registry answered for $slim_image: offline path"
+    fi
+fi
+case "$path" in
+    ordinary|offline) ;;
+    *) log "RTM_BUILD_PATH must be auto, ordinary or offline (got $path)"; exit 2 ;;
+esac
+log "path=$path image=$rtm_image"
+
+# ------------------------------------------------------------- hashing helper
+hash_files() {  # stable content hash of the given files/dirs (sources only)
+    (cd "$repo" && find "$@" -type f \
+        -not -path '*/__pycache__/*' -not -name '*.pyc' -not -path '*.egg-info/*' \
+        -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+
+# ------------------------------------------------------------- offline: base
+build_args=()
+if [[ "$path" == offline ]]; then
+    t=$(now)
+    RTM_BASE_IMAGE="$base_image" "$here/build-base.sh"
+    log "base image ready in $(( $(now) - t ))s"
+
+    # ---------------------------------------------------------- offline: wheels
+    "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || {
+        log "$PYTHON is not Python 3.11: wheels must match the image's interpreter"; exit 1; }
+    pkgs=(libs/rtm-core services/rtm-api services/rtm-jobs services/rtm-watcher services/rtm-reconciler)
+    # deps: pinned in the pyproject files; also re-resolve when the resolver
+    # recipe or the target interpreter (base image) changes.
+    deps_hash="$( (hash_files "${pkgs[@]/%//pyproject.toml}" deploy/images/complete_wheels.py
+                   docker image inspect -f '{{.Id}}' "$base_image"
+                   "$PYTHON" -c 'import sysconfig; print(sysconfig.get_platform())') | sha256sum | cut -c1-16)"
+    src_hash="$(hash_files "${pkgs[@]}")"
+
+    t=$(now)
+    if [[ "$(cat "$wheels/deps/.hash" 2>/dev/null)" != "$deps_hash" ]]; then
+        log "dependencies changed: pip wheel (all pinned deps) into $wheels/deps"
+        rm -rf "$wheels/deps" "$wheels/rtm"; mkdir -p "$wheels/deps" "$wheels/rtm"
+        tmp="$(mktemp -d)"
+        (cd "$repo" && run pip-wheel-deps "$PYTHON" -m pip wheel --wheel-dir "$tmp" "${pkgs[@]/#/./}")
+        # Our own wheels go to rtm/, third-party ones to deps/ + a lock file.
+        for w in "$tmp"/rtm_*.whl; do mv "$w" "$wheels/rtm/"; done
+        mv "$tmp"/*.whl "$wheels/deps/"
+        rmdir "$tmp"
+        # Host markers != image markers (3.11.7 vs Debian's 3.11.2): add what
+        # the image's interpreter needs on top, until nothing is missing.
+        target_env="$(docker run --rm "$base_image" python3 -c "$("$PYTHON" "$here/complete_wheels.py" --env-probe)")"
+        for round in 1 2 3 4 5; do
+            mapfile -t lacking < <("$PYTHON" "$here/complete_wheels.py" "$target_env" \
+                rtm-core rtm-api rtm-jobs rtm-watcher rtm-reconciler -- "$wheels/deps" "$wheels/rtm")
+            [[ ${#lacking[@]} -eq 0 ]] && break
+            [[ $round -eq 5 ]] && { log "still missing for the image: ${lacking[*]}"; exit 1; }
+            log "the image's python3 also needs: ${lacking[*]}"
+            run pip-wheel-target "$PYTHON" -m pip wheel --wheel-dir "$wheels/deps" "${lacking[@]}"
+        done
+        (cd "$wheels/deps" && for w in *.whl; do
+            n="${w%%-*}"; rest="${w#*-}"; v="${rest%%-*}"
+            echo "${n//_/-}==${v}"
+        done | LC_ALL=C sort) >"$wheels/deps/requirements.txt"
+        echo "$deps_hash" >"$wheels/deps/.hash"
+        echo "$src_hash" >"$wheels/rtm/.hash"
+        log "wheels: $(ls "$wheels/deps"/*.whl | wc -l) deps + $(ls "$wheels/rtm"/*.whl | wc -l) rtm in $(( $(now) - t ))s"
+    elif [[ "$(cat "$wheels/rtm/.hash" 2>/dev/null)" != "$src_hash" ]]; then
+        log "RTM sources changed: rebuilding the five RTM wheels only"
+        rm -f "$wheels/rtm"/*.whl
+        (cd "$repo" && run pip-wheel-rtm "$PYTHON" -m pip wheel --no-deps --wheel-dir "$wheels/rtm" "${pkgs[@]/#/./}")
+        echo "$src_hash" >"$wheels/rtm/.hash"
+        log "rtm wheels rebuilt in $(( $(now) - t ))s"
+    else
+        log "wheels up to date"
+    fi
+    build_args=(--build-arg "BASE_IMAGE=$base_image" --build-arg OFFLINE=1)
+else
+    # The ordinary path installs inside the build; keep stale wheels out of
+    # the context so the two paths never mix.
+    rm -rf "$wheels/deps" "$wheels/rtm"; mkdir -p "$wheels/deps" "$wheels/rtm"
+    build_args=(--build-arg "BASE_IMAGE=$slim_image" --build-arg OFFLINE=0)
+fi
+
+# ------------------------------------------------------------- the RTM image
+t=$(now)
+# Stream a minimal context (no .venv, .git, caches) instead of the repo root.
+tar -C "$repo" -cf - \
+    --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' \
+    --exclude='deploy/images/postgres' --exclude='deploy/images/redis' \
+    libs services migrations alembic.ini deploy/images \
+| run docker-build-rtm docker build -f deploy/images/Dockerfile "${build_args[@]}" \
+    --build-arg "RTM_VERSION=$version" -t "$rtm_image" -
+log "$rtm_image built in $(( $(now) - t ))s ($(docker image inspect -f '{{.Size}}' "$rtm_image" | awk '{printf "%d MB", $1/1000/1000}'))"
+
+# ------------------------------------------------------------- compose deps
+if [[ "$path" == offline ]]; then
+    t=$(now)
+    run docker-build-postgres docker build --build-arg "BASE_IMAGE=$base_image" -t rtm-postgres:15 "$here/postgres"
+    run docker-build-redis docker build --build-arg "BASE_IMAGE=$base_image" -t rtm-redis:7 "$here/redis"
+    log "rtm-postgres:15 and rtm-redis:7 ready in $(( $(now) - t ))s"
+    pg_image=rtm-postgres:15; redis_image=rtm-redis:7
+else
+    pg_image=postgres:15; redis_image=redis:7
+fi
+
+cat >"$dev_dir/images.env" <<ENV
+# written by deploy/images/build.sh ($path path); read by deploy/scripts/compose.sh
+RTM_BUILD_PATH=$path
+RTM_IMAGE=$rtm_image
+RTM_POSTGRES_IMAGE=$pg_image
+RTM_REDIS_IMAGE=$redis_image
+ENV
+log "done in $(( $(now) - t_all ))s -> $dev_dir/images.env"
