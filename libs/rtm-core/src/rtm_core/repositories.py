@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from rtm_core.domain import RuntimeStatus
 from rtm_core.schema import HealthSnapshot, OperationLogEntry, RuntimeRecord
 
 _RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ignore[attr-defined]
@@ -38,6 +39,29 @@ class Repositories:
         query = select(RuntimeRecord).order_by(col(RuntimeRecord.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecord.status) == status)
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def live_records(self) -> Sequence[RuntimeRecord]:
+        """Every record that still claims a container (`running` or `stopped`)."""
+        query = (
+            select(RuntimeRecord)
+            .where(col(RuntimeRecord.status) != RuntimeStatus.REMOVED.value)
+            .order_by(col(RuntimeRecord.game_id))
+        )
+        async with self._sessions() as s:
+            return (await s.execute(query)).scalars().all()
+
+    async def stopped_before(self, cutoff: datetime) -> Sequence[RuntimeRecord]:
+        """`stopped` records whose `stopped_at` is older than `cutoff` (retention cleanup)."""
+        query = (
+            select(RuntimeRecord)
+            .where(
+                col(RuntimeRecord.status) == RuntimeStatus.STOPPED.value,
+                col(RuntimeRecord.stopped_at) < cutoff,
+            )
+            .order_by(col(RuntimeRecord.stopped_at))
+        )
         async with self._sessions() as s:
             return (await s.execute(query)).scalars().all()
 
