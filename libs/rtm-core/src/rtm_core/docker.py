@@ -33,6 +33,7 @@ from rtm_core.domain import (
 )
 from rtm_core.errors import ContainerStartFailed, DockerUnavailable, ImagePullFailed
 from rtm_core.settings import PullPolicy, Settings, parse_size
+from rtm_core.telemetry import tracer
 
 T = TypeVar("T")
 
@@ -230,12 +231,13 @@ class DockerEngine:
 
     async def _timed(self, op: str, call: Awaitable[T]) -> T:
         began = time.perf_counter()
-        try:
-            return await call
-        except _TRANSPORT_ERRORS as exc:
-            raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
-        finally:
-            self._record_latency(op, time.perf_counter() - began)
+        with tracer.start_as_current_span(f"docker.{op}", attributes={"rtm.docker_op": op}):
+            try:
+                return await call
+            except _TRANSPORT_ERRORS as exc:
+                raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
+            finally:
+                self._record_latency(op, time.perf_counter() - began)
 
     # daemon ----------------------------------------------------------------
 

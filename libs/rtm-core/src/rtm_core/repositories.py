@@ -7,9 +7,10 @@ change the record does not show, nor the reverse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -18,6 +19,23 @@ from sqlmodel import col
 
 from rtm_core.domain import RuntimeStatus
 from rtm_core.schema import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.telemetry import tracer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def traced(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """A child span per repository call, so a trace shows its PostgreSQL time."""
+    name = f"postgres.{method.__name__}"
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with tracer.start_as_current_span(name, attributes={"db.system": "postgresql"}):
+            return await method(*args, **kwargs)
+
+    return wrapper
+
 
 _RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ignore[attr-defined]
 
@@ -31,10 +49,12 @@ class Repositories:
 
     # runtime_records -------------------------------------------------------
 
+    @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
         async with self._sessions() as s:
             return await s.get(RuntimeRecord, game_id)
 
+    @traced
     async def list_records(self, status: str | None = None) -> Sequence[RuntimeRecord]:
         query = select(RuntimeRecord).order_by(col(RuntimeRecord.game_id))
         if status is not None:
@@ -42,6 +62,7 @@ class Repositories:
         async with self._sessions() as s:
             return (await s.execute(query)).scalars().all()
 
+    @traced
     async def live_records(self) -> Sequence[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
         query = (
@@ -71,10 +92,12 @@ class Repositories:
         async with self._sessions() as s:
             return {status: n for status, n in (await s.execute(query)).all()}
 
+    @traced
     async def save_record(self, record: RuntimeRecord) -> None:
         async with self._sessions() as s, s.begin():
             await _upsert_record(s, record)
 
+    @traced
     async def commit_operation(
         self, entry: OperationLogEntry, record: RuntimeRecord | None = None
     ) -> None:
@@ -85,9 +108,11 @@ class Repositories:
 
     # operation_log ---------------------------------------------------------
 
+    @traced
     async def append_operation(self, entry: OperationLogEntry) -> None:
         await self.commit_operation(entry)
 
+    @traced
     async def operations(self, game_id: str, limit: int = 50) -> Sequence[OperationLogEntry]:
         query = (
             select(OperationLogEntry)
@@ -100,6 +125,7 @@ class Repositories:
 
     # health_snapshots ------------------------------------------------------
 
+    @traced
     async def upsert_snapshot(
         self,
         *,
@@ -126,6 +152,7 @@ class Repositories:
         async with self._sessions() as s, s.begin():
             await s.execute(stmt)
 
+    @traced
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
         async with self._sessions() as s:
             return await s.get(HealthSnapshot, game_id)

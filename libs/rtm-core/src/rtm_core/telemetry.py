@@ -41,6 +41,11 @@ def setup_telemetry(process: str) -> None:
         from opentelemetry.distro import OpenTelemetryConfigurator
 
         OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]
+        if os.environ["OTEL_TRACES_EXPORTER"] != "none":
+            # Redis commands become child spans of the operation that issued them.
+            from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+            RedisInstrumentor().instrument()
         _setup_done = True
     log.info(
         "telemetry exporter started",
