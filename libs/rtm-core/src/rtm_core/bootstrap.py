@@ -34,7 +34,9 @@ class BootError(Exception):
     """A boot step failed; the process must exit non-zero before any listener opens."""
 
 
-def redis_client(settings: Settings) -> Redis:
+def redis_client(settings: Settings, *, decode_responses: bool = True) -> Redis:
+    """A client of the configured Redis. `decode_responses=False` returns bytes, for
+    readers of entries written by others that must survive any byte sequence."""
     host, _, port = settings.redis_master_addr.rpartition(":")
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     return Redis(
@@ -42,7 +44,7 @@ def redis_client(settings: Settings) -> Redis:
         port=int(port),
         password=password,
         db=settings.redis_db,
-        decode_responses=True,
+        decode_responses=decode_responses,
         health_check_interval=30,
         socket_connect_timeout=5,
     )
