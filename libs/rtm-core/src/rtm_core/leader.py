@@ -1,8 +1,10 @@
 """Leader lease for the single-active processes (watcher, reconciler).
 
-Standbys poll the key; the leader renews it every third of its TTL. When
-the lease is lost the leader's workers are stopped before anything else
-happens, so two replicas never act at once for longer than one renewal.
+Standbys poll the key, waking when the holder's lease would expire, so a
+leader that dies without releasing is replaced within one TTL; the leader
+renews it every third of its TTL. When the lease is lost the leader's
+workers are stopped before anything else happens, so two replicas never act
+at once for longer than one renewal.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from rtm_core.telemetry import Metrics
 log = logging.getLogger(__name__)
 
 Lead = Callable[[asyncio.Event], Awaitable[None]]
+
+#: A standby campaigns this long after the holder's lease expires (or vanishes).
+STANDBY_RETRY_SECONDS = 0.02
 
 
 def instance_id() -> str:
@@ -60,10 +65,23 @@ class LeaderElector:
                 if not announced_standby:
                     log.info("standing by for leader lease", extra={"role": self.role})
                     announced_standby = True
-                await sleep_until(stop, self._ttl / 3)
+                await sleep_until(stop, await self._standby_wait())
                 continue
             announced_standby = False
             await self._lead(stop, lease, lead)
+
+    async def _standby_wait(self) -> float:
+        """Sleep until the holder's lease could have expired, at most a third of the TTL,
+        so a leader that died without releasing is replaced within one TTL."""
+        try:
+            remaining_ms = int(await self._redis.pttl(self.key))
+        except Exception:
+            return self._ttl / 3
+        if remaining_ms == -2:  # no holder any more: campaign again at once
+            return STANDBY_RETRY_SECONDS
+        if remaining_ms < 0:  # a key without expiry: not ours to judge, poll slowly
+            return self._ttl / 3
+        return min(self._ttl / 3, remaining_ms / 1000 + STANDBY_RETRY_SECONDS)
 
     async def _lead(self, stop: asyncio.Event, lease: Lease, lead: Lead) -> None:
         self._set_gauge(True)
