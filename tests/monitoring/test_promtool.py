@@ -13,8 +13,12 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,39 +92,68 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
         return json.load(resp)  # type: ignore[no-any-return]
 
 
-def test_prometheus_server_loads_config_and_rules(
-    check_run: subprocess.CompletedProcess[str], tmp_path: Path
-) -> None:
-    assert check_run.returncode == 0, "check.sh failed; see test_check_script_passes"
+@contextmanager
+def _prometheus(config: Path, workdir: Path) -> Iterator[str]:
+    """A real Prometheus server on `config`; yields its base URL."""
     binary = shutil.which("prometheus")
     assert binary, "the Debian prometheus package should have installed /usr/bin/prometheus"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={PROM_DIR / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "Prometheus did not become ready in 60 s"
-            time.sleep(0.25)
+    log_path = workdir / "prometheus.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_for(lambda: _ready(f"{base}/-/ready", proc, log_path), "Prometheus ready")
+            yield base
+        finally:
+            _stop(proc)
 
+
+def _ready(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> bool:
+    assert proc.poll() is None, log_path.read_text()
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _wait_for(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _query(base: str, expr: str) -> list[dict]:  # type: ignore[type-arg]
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    return _get_json(url)["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_prometheus_server_loads_config_and_rules(
+    check_run: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    assert check_run.returncode == 0, "check.sh failed; see test_check_script_passes"
+    with _prometheus(PROM_DIR / "prometheus.yml", tmp_path) as base:
         groups = _get_json(f"{base}/api/v1/rules")["data"]["groups"]
         loaded = {(r["type"], r["name"]) for g in groups for r in g["rules"]}
         expected = {("alerting" if r.kind == "alert" else "recording", r.name) for r in all_rules()}
@@ -130,11 +163,78 @@ def test_prometheus_server_loads_config_and_rules(
         config = _get_json(f"{base}/api/v1/status/config")["data"]["yaml"]
         for job in ("rtm-api", "rtm-jobs", "rtm-watcher", "rtm-reconciler"):
             assert f"job_name: {job}" in config
+
+
+# RTM's own instruments behind the OpenTelemetry Prometheus exporter, as a
+# watcher leader whose probe worker has not iterated for 500 s.
+EXPORTER = """
+import sys, time
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import start_http_server
+from rtm_core.telemetry import Metrics
+
+metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
+metrics.leader.set(1.0, role="watcher", instance="watcher-a:1")
+metrics.loop_age.set(500.0, worker="probe_worker")
+metrics.loop_age.set(900.0, worker="events_listener")
+metrics.loop_age.set(5.0, worker="inspect_worker")
+metrics.health_events.add(1, {"event_type": "container_oom"})
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+print("serving", flush=True)
+time.sleep(600)
+"""
+
+
+def test_rules_on_real_exporter_output(
+    check_run: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    """Scrape RTM's real instruments: label names as exported, joins as written."""
+    assert check_run.returncode == 0, "check.sh failed; see test_check_script_passes"
+    port = _free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, "-c", EXPORTER, str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert exporter.stdout is not None
+        assert exporter.stdout.readline().strip() == b"serving"
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{PROM_DIR / 'rules'}/*.yml']\n"
+            "scrape_configs:\n"
+            "  - job_name: rtm-watcher\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
+            encoding="utf-8",
+        )
+        with _prometheus(config, tmp_path) as base:
+            target = f"127.0.0.1:{port}"
+            _wait_for(lambda: _query(base, "instance_worker:rtmanager_loop_age:active"), "rules")
+            # The exporter's own `instance` attribute must not clobber the target's.
+            (leader,) = _query(base, "rtmanager_leader")
+            assert leader["metric"]["instance"] == target
+            assert leader["metric"]["exported_instance"] == "watcher-a:1"
+            active = {
+                r["metric"]["worker"]
+                for r in _query(base, "instance_worker:rtmanager_loop_age:active")
+            }
+            assert active == {"probe_worker", "events_listener", "inspect_worker"}
+            _wait_for(lambda: _query(base, 'ALERTS{alertname="RtmLoopWedged"}'), "RtmLoopWedged")
+            (wedged,) = _query(base, 'ALERTS{alertname="RtmLoopWedged"}')
+            assert wedged["metric"]["worker"] == "probe_worker"
+            assert wedged["metric"]["instance"] == target
+            assert wedged["metric"]["alertstate"] == "pending"  # for: 1m
+            # A freshly started Prometheus does not count the OOM counter's
+            # whole history as new.
+            assert not _query(base, 'ALERTS{alertname="RtmEngineOOMKilled"}')
+            no_leader = 'ALERTS{alertname="RtmReconcilerNoLeader"}'
+            _wait_for(lambda: _query(base, no_leader), "RtmReconcilerNoLeader")
+            (no_reconciler,) = _query(base, no_leader)
+            assert no_reconciler["metric"]["role"] == "reconciler"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        _stop(exporter)
+        if exporter.stdout is not None:
+            exporter.stdout.close()
