@@ -41,7 +41,9 @@ def health_port() -> int:
 def main() -> int:
     url = f"http://127.0.0.1:{health_port()}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=float(os.environ.get("RTM_HEALTH_TIMEOUT", "2"))) as r:
+        with urllib.request.urlopen(
+            url, timeout=float(os.environ.get("RTM_HEALTH_TIMEOUT", "2"))
+        ) as r:
             ok = 200 <= r.status < 300
     except Exception as exc:  # any failure is "unhealthy"
         print(f"{url}: {exc}", file=sys.stderr)

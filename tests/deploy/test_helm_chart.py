@@ -1,0 +1,317 @@
+"""The Helm chart deploy/helm/rtm, rendered for real.
+
+`deploy/helm/check.sh` (what `make helm-check` runs) lints the chart, renders
+it with the default values and with ci/full-values.yaml, and validates the
+manifests with kubernetes-validate --strict. These tests run it once and then
+check what an operator relies on in the rendered objects.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "rtm"
+SOCKET = "/var/run/docker.sock"
+COMPONENTS = ("api", "jobs", "watcher", "reconciler")
+PORTS = {"api": 8096, "jobs": 8097, "watcher": 8097, "reconciler": 8097}
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]:
+    out = tmp_path_factory.mktemp("helm")
+    proc = subprocess.run(
+        [str(REPO / "deploy" / "helm" / "check.sh")],
+        env={**os.environ, "RTM_HELM_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"helm-check failed:\n{proc.stdout}\n{proc.stderr}"
+    return {
+        name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d]
+        for name in ("default", "full")
+    }
+
+
+@pytest.fixture(scope="module")
+def default(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
+    return rendered["default"]
+
+
+@pytest.fixture(scope="module")
+def full(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
+    return rendered["full"]
+
+
+def of_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def by_name(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {d["metadata"]["name"]: d for d in of_kind(docs, kind)}
+
+
+def pod_spec(doc: Manifest) -> Manifest:
+    return doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
+
+
+def all_pods(docs: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
+    for d in docs:
+        if d["kind"] in {"Deployment", "Job", "Pod"}:
+            yield f"{d['kind']}/{d['metadata']['name']}", pod_spec(d)
+
+
+def mounts_socket(spec: Manifest) -> bool:
+    return any(v.get("hostPath", {}).get("path") == SOCKET for v in spec.get("volumes", []))
+
+
+def env_of(container: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_default_renders_the_expected_objects(default: list[Manifest]) -> None:
+    assert sorted(by_name(default, "Deployment")) == [f"rtm-{c}" for c in sorted(COMPONENTS)]
+    assert sorted(by_name(default, "PodDisruptionBudget")) == sorted(f"rtm-{c}" for c in COMPONENTS)
+    assert list(by_name(default, "Service")) == ["rtm-api"]
+    assert list(by_name(default, "ConfigMap")) == ["rtm"]
+    assert sorted(by_name(default, "Secret")) == ["rtm", "rtm-migrate"]
+    assert list(by_name(default, "Job")) == ["rtm-migrate"]
+    assert list(by_name(default, "Pod")) == ["rtm-test-readyz"]
+    assert of_kind(default, "ServiceMonitor") == []
+
+
+def test_only_the_four_rtm_pods_mount_the_socket(default: list[Manifest]) -> None:
+    with_socket = {name for name, spec in all_pods(default) if mounts_socket(spec)}
+    assert with_socket == {f"Deployment/rtm-{c}" for c in COMPONENTS}
+    for name, spec in all_pods(default):
+        if not mounts_socket(spec):
+            continue
+        vol = next(v for v in spec["volumes"] if v.get("hostPath", {}).get("path") == SOCKET)
+        assert vol["hostPath"]["type"] == "Socket"
+        (container,) = spec["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == vol["name"])
+        assert mount["mountPath"] == SOCKET
+        # The non-root user reaches the socket through its group.
+        assert 0 in spec["securityContext"]["supplementalGroups"], name
+
+
+def test_tcp_mode_mounts_no_socket_and_wires_tls(full: list[Manifest]) -> None:
+    assert not any(mounts_socket(spec) for _, spec in all_pods(full))
+    cm = by_name(full, "ConfigMap")["rtm"]["data"]
+    assert cm["RTMANAGER_DOCKER_HOST"] == "tcp://docker-engines.galaxy.svc:2376"
+    for dep in of_kind(full, "Deployment"):
+        spec = pod_spec(dep)
+        tls = next(v for v in spec["volumes"] if v["name"] == "docker-tls")
+        assert tls["secret"]["secretName"] == "rtm-docker-tls"
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "docker-tls")
+        for key in ("CA", "CERT", "KEY"):
+            assert cm[f"RTMANAGER_DOCKER_TLS_{key}"].startswith(mount["mountPath"] + "/")
+
+
+def test_every_deployment_probes_its_own_listener(
+    default: list[Manifest], full: list[Manifest]
+) -> None:
+    for docs in (default, full):
+        for component in COMPONENTS:
+            dep = by_name(docs, "Deployment")[f"rtm-{component}"]
+            (c,) = pod_spec(dep)["containers"]
+            assert c["command"] == [f"rtm-{component}"]
+            (port,) = [p for p in c["ports"] if p["name"] == "http"]
+            assert port["containerPort"] == PORTS[component]
+            assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+            env = env_of(c)
+            addr = (
+                "RTMANAGER_INTERNAL_HTTP_ADDR" if component == "api" else "RTMANAGER_OPS_HTTP_ADDR"
+            )
+            assert env[addr]["value"] == f":{PORTS[component]}"
+            assert env["RTM_HEALTH_PORT"]["value"] == str(PORTS[component])
+
+
+def test_pods_run_hardened_and_non_root(default: list[Manifest]) -> None:
+    for name, spec in all_pods(default):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+
+
+def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(default: list[Manifest]) -> None:
+    job = by_name(default, "Job")["rtm-migrate"]
+    ann = job["metadata"]["annotations"]
+    assert set(ann["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert "before-hook-creation" in ann["helm.sh/hook-delete-policy"]
+    spec = pod_spec(job)
+    assert spec["restartPolicy"] == "Never"
+    (c,) = spec["containers"]
+    assert c["command"] == ["rtm-migrate"]
+    assert not mounts_socket(spec)
+    # Pre-install: the release's ConfigMap does not exist yet -> env inline.
+    assert "envFrom" not in c
+    env = env_of(c)
+    assert env["RTMANAGER_REDIS_MASTER_ADDR"]["value"] == "redis:6379"
+    # ...nor its Secret: the Job reads a hook Secret created before it.
+    hook_secret = by_name(default, "Secret")["rtm-migrate"]
+    s_ann = hook_secret["metadata"]["annotations"]
+    assert s_ann["helm.sh/hook"] == ann["helm.sh/hook"]
+    assert int(s_ann["helm.sh/hook-weight"]) < int(ann.get("helm.sh/hook-weight", "0"))
+    assert (
+        env["RTMANAGER_POSTGRES_PRIMARY_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "rtm-migrate"
+    )
+
+
+def test_every_referenced_secret_key_and_configmap_exists(default: list[Manifest]) -> None:
+    secrets = by_name(default, "Secret")
+    configmaps = by_name(default, "ConfigMap")
+    checked = 0
+    for name, spec in all_pods(default):
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None:
+                    continue
+                assert ref["name"] in secrets, (name, ref)
+                if not ref.get("optional", False):
+                    assert ref["key"] in secrets[ref["name"]]["data"], (name, ref)
+                    checked += 1
+            for src in c.get("envFrom", []):
+                assert src["configMapRef"]["name"] in configmaps, name
+    assert checked >= 5  # the DSN in four Deployments and the Job
+    dsn = secrets["rtm"]["data"]["RTMANAGER_POSTGRES_PRIMARY_DSN"]
+    assert secrets["rtm-migrate"]["data"]["RTMANAGER_POSTGRES_PRIMARY_DSN"] == dsn
+
+
+def test_existing_secret_is_used_with_its_key_names(full: list[Manifest]) -> None:
+    assert of_kind(full, "Secret") == []
+    for name, spec in all_pods(full):
+        for c in spec["containers"]:
+            env = env_of(c)
+            if "RTMANAGER_POSTGRES_PRIMARY_DSN" in env:
+                ref = env["RTMANAGER_POSTGRES_PRIMARY_DSN"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "rtm-credentials", "key": "dsn"}, name
+                token = env["RTMANAGER_INTERNAL_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+                assert token["key"] == "api-token" and token["optional"] is True
+
+
+def test_config_carries_stack_and_no_secrets(default: list[Manifest], full: list[Manifest]) -> None:
+    cm = by_name(default, "ConfigMap")["rtm"]["data"]
+    assert cm["RTMANAGER_STACK"] == "rtm"  # release name by default
+    assert cm["RTMANAGER_DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    assert by_name(full, "ConfigMap")["rtm"]["data"]["RTMANAGER_STACK"] == "prod-eu1"
+    for docs in (default, full):
+        data = by_name(docs, "ConfigMap")["rtm"]["data"]
+        assert not {
+            "RTMANAGER_POSTGRES_PRIMARY_DSN",
+            "RTMANAGER_REDIS_PASSWORD",
+            "RTMANAGER_INTERNAL_API_TOKEN",
+        } & set(data)
+
+
+def test_state_root_only_where_lifecycle_runs(default: list[Manifest]) -> None:
+    root = by_name(default, "ConfigMap")["rtm"]["data"]["RTMANAGER_GAME_STATE_ROOT"]
+    for component in COMPONENTS:
+        spec = pod_spec(by_name(default, "Deployment")[f"rtm-{component}"])
+        vols = {v["name"]: v for v in spec["volumes"]}
+        if component == "watcher":
+            assert "game-state" not in vols
+            continue
+        assert vols["game-state"]["hostPath"]["path"] == root
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "game-state")
+        assert mount["mountPath"] == root  # same path: RTM hands it to the daemon
+
+
+def test_per_service_replicas_and_resources(full: list[Manifest]) -> None:
+    deps = by_name(full, "Deployment")
+    assert {c: deps[f"rtm-{c}"]["spec"]["replicas"] for c in COMPONENTS} == {
+        "api": 3,
+        "jobs": 4,
+        "watcher": 2,
+        "reconciler": 1,
+    }
+    api = pod_spec(deps["rtm-api"])["containers"][0]
+    assert api["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    assert api["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    assert pod_spec(deps["rtm-jobs"])["nodeSelector"] == {"galaxy.example.com/docker-host": "true"}
+    pdbs = by_name(full, "PodDisruptionBudget")
+    assert "rtm-watcher" not in pdbs
+    assert pdbs["rtm-api"]["spec"] == {
+        "minAvailable": 2,
+        "selector": deps["rtm-api"]["spec"]["selector"],
+    }
+
+
+def test_pdbs_select_their_deployment(default: list[Manifest]) -> None:
+    deps = by_name(default, "Deployment")
+    for name, pdb in by_name(default, "PodDisruptionBudget").items():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        assert selector == deps[name]["spec"]["selector"]["matchLabels"]
+        labels = deps[name]["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items()
+
+
+def test_service_monitor_targets_the_metrics_service(full: list[Manifest]) -> None:
+    (sm,) = of_kind(full, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    svc = by_name(full, "Service")["rtm-metrics"]
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    cm = by_name(full, "ConfigMap")["rtm"]["data"]
+    assert cm["OTEL_METRICS_EXPORTER"] == "prometheus"
+    for dep in of_kind(full, "Deployment"):
+        ports = {p["name"]: p["containerPort"] for p in pod_spec(dep)["containers"][0]["ports"]}
+        assert ports["metrics"] == int(cm["OTEL_EXPORTER_PROMETHEUS_PORT"])
+        # the metrics Service selects every RTM pod
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= labels.items()
+
+
+def test_helm_test_pod_calls_readyz_of_the_api_service(default: list[Manifest]) -> None:
+    pod = by_name(default, "Pod")["rtm-test-readyz"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    svc = by_name(default, "Service")["rtm-api"]
+    assert f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}/readyz" in script
+    api_labels = by_name(default, "Deployment")["rtm-api"]["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= api_labels.items()
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("docker.mode=bogus", "docker/mode"),
+        ("secrets.postgresDsn=mysql://x", "postgresDsn"),
+        ("config.RTMANAGER_POSTGRES_PRIMARY_DSN=leak", "config"),
+        ("docker.mode=tcp,docker.tcp.tls.enabled=true", "docker.tcp.tls.secretName"),
+    ],
+)
+def test_bad_values_are_refused(rendered: dict[str, Any], flag: str, message: str) -> None:
+    helm = subprocess.run(
+        [str(REPO / "deploy" / "helm" / "get-helm.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    proc = subprocess.run(
+        [helm, "template", "rtm", str(CHART), "--set", flag],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stderr
