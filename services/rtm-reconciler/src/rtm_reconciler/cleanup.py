@@ -1,0 +1,99 @@
+"""Retention cleanup (SPEC §8): containers of runtimes stopped longer than
+`RTMANAGER_CONTAINER_RETENTION_DAYS` are removed through the core's cleanup
+(record `removed`, op `cleanup_container` with source `cleanup_worker`; the
+state directory stays). The core re-checks the age under the game's lease, so
+a runtime started again meanwhile is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from rtm_core.bootstrap import Core
+from rtm_core.domain import OpKind, OpSource
+from rtm_core.errors import NotFound, OperationInProgress
+from rtm_core.schema import RuntimeRecord
+from rtm_core.telemetry import tracer
+from rtm_reconciler.passes import GamePass, error_fields, fan_out
+
+log = logging.getLogger("rtm_reconciler.cleanup")
+
+#: Runtimes cleaned at once; each is a Docker stop (a no-op, it is stopped) and remove.
+CLEANUP_CONCURRENCY = 8
+
+
+@dataclass
+class CleanupReport:
+    candidates: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped_busy: int = 0
+    failed: int = 0
+    aborted: int = 0
+    duration_ms: float = 0.0
+
+
+class RetentionCleanup(GamePass):
+    """The `cleanup` loop."""
+
+    name = "cleanup"
+
+    def __init__(
+        self, core: Core, stop: asyncio.Event, *, concurrency: int = CLEANUP_CONCURRENCY
+    ) -> None:
+        super().__init__(core, stop)
+        self.interval = core.settings.cleanup_interval
+        self._concurrency = concurrency
+
+    def cutoff(self) -> datetime:
+        return datetime.now(UTC) - timedelta(days=self._core.settings.container_retention_days)
+
+    async def run_once(self) -> None:
+        report = await self.sweep()
+        level = logging.INFO if report.candidates else logging.DEBUG
+        log.log(level, "retention cleanup completed", extra=asdict(report))
+
+    async def sweep(self) -> CleanupReport:
+        report = CleanupReport()
+        began = time.perf_counter()
+        cutoff = self.cutoff()
+        with tracer.start_as_current_span("rtm.retention_cleanup"):
+            records = await self._core.repos.stopped_before(cutoff)
+            report.candidates = len(records)
+
+            async def clean(record: RuntimeRecord) -> None:
+                await self._clean(record.game_id, cutoff, report)
+
+            report.aborted = await fan_out(
+                records, clean, limit=self._concurrency, halted=self.halted
+            )
+        report.duration_ms = round((time.perf_counter() - began) * 1000, 1)
+        return report
+
+    async def _clean(self, game_id: str, cutoff: datetime, report: CleanupReport) -> None:
+        fields = {"game_id": game_id, "op_kind": OpKind.CLEANUP_CONTAINER.value}
+        try:
+            result = await self._core.lifecycle.cleanup(
+                game_id, OpSource.CLEANUP_WORKER, stopped_before=cutoff
+            )
+        except OperationInProgress:
+            report.skipped_busy += 1
+            log.info("retention cleanup skipped a busy game", extra=fields)
+            return
+        except NotFound:
+            report.unchanged += 1  # the record went away meanwhile
+            return
+        except Exception as exc:
+            report.failed += 1
+            log.warning(
+                "retention cleanup failed; sweep continues", extra={**fields, **error_fields(exc)}
+            )
+            return
+        if result.record is None:
+            report.unchanged += 1  # started or stopped again since the query
+        else:
+            report.removed += 1

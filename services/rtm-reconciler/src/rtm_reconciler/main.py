@@ -1,0 +1,45 @@
+"""`rtm-reconciler`: boot pass, periodic reconcile and retention cleanup.
+
+Behind the leader lease of role `reconciler`: the replica that wins it runs
+the reconcile pass once, synchronously, then starts its two loops; a standby
+that takes over does the same. Ops HTTP (`/healthz`, `/readyz`) on
+`RTMANAGER_OPS_HTTP_ADDR` on every replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rtm_core.bootstrap import boot
+from rtm_core.ops_http import ops_app
+from rtm_core.process import run_process
+from rtm_core.runner import run_service
+from rtm_core.settings import Settings
+from rtm_reconciler.cleanup import RetentionCleanup
+from rtm_reconciler.reconciler import Reconciler
+
+PROCESS = "rtm-reconciler"
+LEADER_ROLE = "reconciler"
+
+
+async def _main(settings: Settings, stop: asyncio.Event) -> None:
+    core = await boot(settings, PROCESS)
+    reconciler = Reconciler(core, stop)
+    cleanup = RetentionCleanup(core, stop)
+    await run_service(
+        core,
+        stop,
+        app=ops_app(core),
+        addr=settings.ops_http_addr,
+        workers=[reconciler.run, cleanup.run],
+        leader_role=LEADER_ROLE,
+        before_workers=reconciler.boot_pass,
+    )
+
+
+def main() -> None:
+    run_process(PROCESS, _main)
+
+
+if __name__ == "__main__":
+    main()

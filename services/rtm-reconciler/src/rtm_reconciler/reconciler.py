@@ -1,0 +1,282 @@
+"""The reconcile pass (SPEC §8): PostgreSQL records brought in line with Docker.
+
+One pass lists this stack's containers once and the live records once, plans
+the drifts in memory, then settles each game with the core's drift calls
+(`core.lifecycle.reconcile_*`), several games at once. Every drift is
+re-checked by the core under the game's lease, so a start, stop or restart
+that raced the pass wins and the pass writes nothing for that game.
+
+Drifts, per game:
+
+- record `running`, its container gone → `reconcile_dispose`;
+- record `running`, its container there but not running → `reconcile_observed_exited`;
+- a container of ours (owner + stack labels) and no live record (none, or
+  `removed`) → `reconcile_adopt`.
+
+A record `running` whose container is gone while *another* container of ours
+carries the game's labels (say an operator's `docker run` after the daemon
+restart dropped RTM's engine): the record is disposed first (its container did
+disappear: op row and `container_disappeared` for the old id), then that
+container is adopted in the same pass. When the record's own container still
+exists, the record keeps pointing at it (exited → `observed_exited`) and any
+other container for the game is left alone and logged
+(`unrecorded container left alone`): RTM never stops or removes a container it
+has no record for, and it does not swap a live record onto a container an
+operator started by hand. The next `start` of that game retires such
+leftovers as it always does.
+
+Containers without the owner label, of another stack, or without a valid
+`com.galaxy.game_id` are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from rtm_core.bootstrap import Core
+from rtm_core.docker import ContainerInfo
+from rtm_core.domain import (
+    LABEL_OWNER,
+    LABEL_STACK,
+    OWNER,
+    OpKind,
+    RuntimeStatus,
+    container_name,
+    is_valid_game_id,
+)
+from rtm_core.errors import OperationInProgress
+from rtm_core.schema import RuntimeRecord
+from rtm_core.telemetry import tracer
+from rtm_reconciler.passes import GamePass, error_fields, fan_out
+
+log = logging.getLogger("rtm_reconciler.reconciler")
+
+#: Games settled at once. Each holds one lease, a PostgreSQL connection at a
+#: time and one Docker call at a time; the core's pool is 10 + 10 overflow.
+RECONCILE_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class GamePlan:
+    """What one pass will ask the core to do for one game."""
+
+    game_id: str
+    record_drift: OpKind | None = None  # RECONCILE_DISPOSE | RECONCILE_OBSERVED_EXITED
+    adopt: ContainerInfo | None = None
+    left_alone: tuple[ContainerInfo, ...] = ()
+    record_container_id: str | None = None
+
+    @property
+    def acts(self) -> bool:
+        return self.record_drift is not None or self.adopt is not None
+
+
+@dataclass
+class PassReport:
+    records: int = 0
+    containers: int = 0
+    disposed: int = 0
+    observed_exited: int = 0
+    adopted: int = 0
+    left_alone: int = 0
+    ignored_containers: int = 0
+    skipped_busy: int = 0
+    failed: int = 0
+    aborted: int = 0
+    list_ms: float = 0.0
+    records_ms: float = 0.0
+    settle_ms: float = 0.0
+    duration_ms: float = 0.0
+
+    def fields(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _ours(container: ContainerInfo, stack: str) -> bool:
+    # The daemon already filtered on these labels; checked again because a
+    # container of another deployment must never be touched, whatever Docker returns.
+    labels = container.labels
+    return labels.get(LABEL_OWNER) == OWNER and labels.get(LABEL_STACK) == stack
+
+
+def _adoption_choice(candidates: list[ContainerInfo], game_id: str) -> ContainerInfo:
+    """One container per game is adopted: a running one, then RTM's name, then by id."""
+    name = container_name(game_id)
+    return min(candidates, key=lambda c: (not c.running, c.name != name, c.id))
+
+
+def plan_pass(
+    records: Sequence[RuntimeRecord], containers: Sequence[ContainerInfo], stack: str
+) -> tuple[list[GamePlan], list[ContainerInfo]]:
+    """Plans per game (only games with something to do or to report), and the
+    containers ignored for lacking our labels or a valid game_id."""
+    ignored: list[ContainerInfo] = []
+    by_id: dict[str, ContainerInfo] = {}
+    by_game: dict[str, list[ContainerInfo]] = {}
+    for c in containers:
+        if not _ours(c, stack) or not is_valid_game_id(c.game_id):
+            ignored.append(c)
+            continue
+        by_id[c.id] = c
+        by_game.setdefault(c.game_id or "", []).append(c)
+
+    live = {r.game_id: r for r in records if r.status != RuntimeStatus.REMOVED}
+    plans: list[GamePlan] = []
+    for game_id in sorted(live.keys() | by_game.keys()):
+        record = live.get(game_id)
+        own_id = record.current_container_id if record else None
+        drift: OpKind | None = None
+        if record is not None and record.status == RuntimeStatus.RUNNING:
+            own = by_id.get(own_id or "")
+            if own is None:
+                drift = OpKind.RECONCILE_DISPOSE
+            elif not own.running:
+                drift = OpKind.RECONCILE_OBSERVED_EXITED
+        others = [c for c in by_game.get(game_id, []) if c.id != own_id]
+        adopt: ContainerInfo | None = None
+        # Adoption only where no live record remains (none, or one this pass disposes).
+        if others and (record is None or drift is OpKind.RECONCILE_DISPOSE):
+            adopt = _adoption_choice(others, game_id)
+            others.remove(adopt)
+        if drift is None and adopt is None and not others:
+            continue
+        plans.append(
+            GamePlan(
+                game_id=game_id,
+                record_drift=drift,
+                adopt=adopt,
+                left_alone=tuple(others),
+                record_container_id=own_id,
+            )
+        )
+    return plans, ignored
+
+
+class Reconciler(GamePass):
+    """The `reconciler` loop; `boot_pass()` is the synchronous pass before the loops."""
+
+    name = "reconciler"
+
+    def __init__(
+        self, core: Core, stop: asyncio.Event, *, concurrency: int = RECONCILE_CONCURRENCY
+    ) -> None:
+        super().__init__(core, stop)
+        self.interval = core.settings.reconcile_interval
+        self._concurrency = concurrency
+
+    async def boot_pass(self) -> None:
+        """Runs once after the leader lease is won and before the loops start.
+
+        A failure to list containers or records is fatal here (SPEC §2: every
+        boot step is); a failure on one game is not.
+        """
+        report = await self.reconcile()
+        message = (
+            "reconciler initial pass aborted"
+            if report.aborted
+            else "reconciler initial pass completed"
+        )
+        log.info(message, extra=report.fields())
+
+    async def run_once(self) -> None:
+        report = await self.reconcile()
+        drifts = report.disposed + report.observed_exited + report.adopted
+        level = logging.INFO if drifts or report.failed or report.aborted else logging.DEBUG
+        log.log(level, "reconcile pass completed", extra=report.fields())
+
+    async def reconcile(self) -> PassReport:
+        """One pass; returns what it saw and did."""
+        report = PassReport()
+        began = time.perf_counter()
+        with tracer.start_as_current_span("rtm.reconcile_pass"):
+            containers = await self._core.docker.list_owned()
+            listed = time.perf_counter()
+            records = await self._core.repos.live_records()
+            loaded = time.perf_counter()
+            plans, ignored = plan_pass(records, containers, self._core.settings.stack)
+            report.records, report.containers = len(records), len(containers)
+            report.ignored_containers = len(ignored)
+            for c in ignored:
+                log.warning(
+                    "container without a valid game_id label left alone",
+                    extra={"container_id": c.id, "container_name": c.name},
+                )
+
+            async def settle(plan: GamePlan) -> None:
+                await self._settle(plan, report)
+
+            report.aborted += await fan_out(
+                plans, settle, limit=self._concurrency, halted=self.halted
+            )
+        done = time.perf_counter()
+        report.list_ms = round((listed - began) * 1000, 1)
+        report.records_ms = round((loaded - listed) * 1000, 1)
+        report.settle_ms = round((done - loaded) * 1000, 1)
+        report.duration_ms = round((done - began) * 1000, 1)
+        return report
+
+    async def _settle(self, plan: GamePlan, report: PassReport) -> None:
+        lifecycle = self._core.lifecycle
+        game_id = plan.game_id
+        for c in plan.left_alone:
+            report.left_alone += 1
+            log.warning(
+                "unrecorded container left alone",
+                extra={
+                    "game_id": game_id,
+                    "container_id": c.id,
+                    "container_name": c.name,
+                    "record_container_id": plan.record_container_id,
+                },
+            )
+        if plan.record_drift is OpKind.RECONCILE_DISPOSE:
+            dispose = lifecycle.reconcile_dispose
+            if not await self._drift(plan.record_drift, game_id, report, lambda: dispose(game_id)):
+                return
+        elif plan.record_drift is OpKind.RECONCILE_OBSERVED_EXITED:
+            exited = lifecycle.reconcile_observed_exited
+            await self._drift(plan.record_drift, game_id, report, lambda: exited(game_id))
+        if (container := plan.adopt) is not None:
+            adopt = lifecycle.reconcile_adopt
+            await self._drift(OpKind.RECONCILE_ADOPT, game_id, report, lambda: adopt(container))
+
+    async def _drift(
+        self,
+        kind: OpKind,
+        game_id: str,
+        report: PassReport,
+        call: Callable[[], Awaitable[bool]],
+    ) -> bool:
+        """One drift call; False when the game must be left for this pass."""
+        if self.halted():  # abort at the next lease acquisition
+            report.aborted += 1
+            return False
+        fields = {"game_id": game_id, "op_kind": kind.value}
+        try:
+            written = await call()
+        except OperationInProgress:
+            report.skipped_busy += 1
+            log.info("reconcile skipped a busy game", extra=fields)
+            return False
+        except Exception as exc:
+            report.failed += 1
+            log.warning(
+                "reconcile drift failed; pass continues", extra={**fields, **error_fields(exc)}
+            )
+            return False
+        if written:
+            _count(report, kind)
+        return True
+
+
+def _count(report: PassReport, kind: OpKind) -> None:
+    if kind is OpKind.RECONCILE_DISPOSE:
+        report.disposed += 1
+    elif kind is OpKind.RECONCILE_OBSERVED_EXITED:
+        report.observed_exited += 1
+    else:
+        report.adopted += 1
