@@ -1,0 +1,60 @@
+"""The rtm-api ASGI app: runtimes REST, `/healthz`, `/readyz`, and its OpenAPI document."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
+
+from rtm_api.errors import install_error_handlers
+from rtm_api.middleware import RequestMiddleware
+from rtm_api.routes import runtimes_router
+from rtm_core.bootstrap import Core
+from rtm_core.ops_http import health_router
+
+OPENAPI_URL = "/openapi.json"
+_ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+
+class RtmApi(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, made to say what the server does.
+
+        FastAPI declares a 422 on every route with parameters; RTM never sends
+        one (validation failures are 400 `invalid_request`). Error responses
+        declared without a body (`/readyz`'s 503) get the envelope schema.
+        """
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for status, response in responses.items():
+                        if int(status) >= 400 and "content" not in response:
+                            response["content"] = {"application/json": {"schema": _ENVELOPE_REF}}
+            components = schema.get("components", {}).get("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        assert self.openapi_schema is not None
+        return self.openapi_schema
+
+
+def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The app over a booted core. Routes use `core` per request only."""
+    app = RtmApi(
+        title="RTM internal API",
+        summary="Galaxy Runtime Manager: start, stop, restart, patch, clean up and read "
+        "game engine runtimes",
+        version=version("rtm-api"),
+        openapi_url=OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, tracer_provider=tracer_provider)
+    app.include_router(health_router(core))
+    app.include_router(runtimes_router(core))
+    return app

@@ -1,0 +1,129 @@
+"""The wire shapes of the internal REST API, defined once.
+
+`RuntimeRecord` is the `runtime_records` row of `rtm_core.schema` field for
+field and in column order, as reference 001 shows it: timestamps RFC 3339
+UTC with `Z` and whole seconds (`2026-04-28T07:18:54Z`), absent values as
+`null`. Request bodies are validated here only for shape; the rules about
+their values (image reference grammar, stop reasons, semver) live in
+`rtm_core` and answer with their own error codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from rtm_core.domain import StopReason
+from rtm_core.schema import OperationLogEntry
+from rtm_core.schema import RuntimeRecord as RuntimeRecordRow
+
+RFC3339_EXAMPLE = "2026-04-28T07:18:54Z"
+
+
+def rfc3339(value: datetime) -> str:
+    """`2026-04-28T07:18:54Z`: UTC, whole seconds, `Z` suffix."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": [RFC3339_EXAMPLE]}),
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class RuntimeRecord(_Out):
+    """One game's runtime (SPEC §5 `runtime_records`)."""
+
+    game_id: str
+    status: str = Field(json_schema_extra={"enum": ["running", "stopped", "removed"]})
+    current_container_id: str | None
+    current_image_ref: str | None
+    engine_endpoint: str | None
+    state_path: str | None
+    docker_network: str | None
+    started_at: Timestamp | None
+    stopped_at: Timestamp | None
+    removed_at: Timestamp | None
+    last_op_at: Timestamp | None
+    created_at: Timestamp | None
+
+    @classmethod
+    def of(cls, row: RuntimeRecordRow) -> Self:
+        return cls.model_validate(row)
+
+
+class RuntimeList(_Out):
+    items: list[RuntimeRecord]
+
+    @classmethod
+    def of(cls, rows: Sequence[RuntimeRecordRow]) -> Self:
+        return cls(items=[RuntimeRecord.of(row) for row in rows])
+
+
+class Operation(_Out):
+    """One `operation_log` row (SPEC §5)."""
+
+    id: int
+    game_id: str
+    op_kind: str
+    op_source: str
+    outcome: str = Field(json_schema_extra={"enum": ["success", "failure"]})
+    error_code: str | None
+    error_message: str | None
+    image_ref: str | None
+    previous_image_ref: str | None
+    container_id: str | None
+    started_at: Timestamp
+    finished_at: Timestamp
+
+
+class OperationList(_Out):
+    """Newest first."""
+
+    items: list[Operation]
+
+    @classmethod
+    def of(cls, rows: Sequence[OperationLogEntry]) -> Self:
+        return cls(items=[Operation.model_validate(row) for row in rows])
+
+
+class ErrorBody(_Out):
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["no runtime for game game-01HZ"])
+
+
+class ErrorEnvelope(_Out):
+    """Every error response: `{"error":{"code":"…","message":"…"}}`."""
+
+    error: ErrorBody
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ImageRequest(_In):
+    """Body of `start` and `patch`."""
+
+    image_ref: str = Field(
+        description="Docker image reference; for patch both tags must be semver",
+        examples=["galaxy/game:1.4.0"],
+    )
+
+
+class StopRequest(_In):
+    reason: str = Field(
+        description="Why the engine stops; anything else is 400 invalid_request",
+        json_schema_extra={"enum": [r.value for r in StopReason]},
+        examples=["admin_request"],
+    )

@@ -1,0 +1,107 @@
+"""The real `rtm-api` console command, run as a process with the test settings
+as `RTMANAGER_*` variables: boot order, probes, token, readiness when the
+Docker network goes away, fatal configuration and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import aiodocker
+import httpx
+import pytest
+
+from rtm_core.settings import Settings
+
+BOOT_LINES = [
+    "migrations applied",
+    "postgres ping ok",
+    "redis ping ok",
+    "docker ping ok",
+    "docker network found",
+    "telemetry exporter started",
+    "internal http listening",
+]
+TOKEN = "process-test-token"
+
+
+@pytest.fixture
+async def throwaway_network(docker: aiodocker.Docker, stack: str) -> AsyncIterator[str]:
+    """A network of this test alone, which the test may delete under the running process."""
+    name = f"rtm-{stack}-api-{uuid.uuid4().hex[:6]}"
+    network = await docker.networks.create({"Name": name, "Driver": "bridge"})
+    yield name
+    try:
+        await network.delete()
+    except aiodocker.DockerError as exc:
+        assert exc.status == 404
+
+
+async def test_boots_serves_reports_readiness_and_stops_on_sigterm(
+    spawn_api, make_settings: Callable[..., Settings], docker: aiodocker.Docker, throwaway_network
+) -> None:
+    settings = make_settings(
+        docker_network=throwaway_network, internal_api_token=TOKEN, shutdown_timeout="10s"
+    )
+    api = await spawn_api(settings)
+    listening = await api.wait_for_message("internal http listening")
+    boot = [m for m in api.messages() if m in BOOT_LINES]
+    assert boot == BOOT_LINES, api.raw
+    assert listening["addr"] == api.base_url.removeprefix("http://")
+    assert next(e for e in api.logs if e["message"] == "docker network found")["network"] == (
+        throwaway_network
+    )
+
+    async with httpx.AsyncClient(base_url=api.base_url) as http:
+        health = await http.get("/healthz")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        ready = await http.get("/readyz")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+        refused = await http.get("/api/v1/internal/runtimes")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+        listed = await http.get(
+            "/api/v1/internal/runtimes", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert listed.status_code == 200 and "items" in listed.json()
+
+        await (await docker.networks.get(throwaway_network)).delete()
+        gone = await http.get("/readyz")
+        assert gone.status_code == 503
+        assert gone.json() == {
+            "error": {
+                "code": "service_unavailable",
+                "message": f"docker network {throwaway_network} not found",
+            }
+        }
+        assert (await http.get("/healthz")).status_code == 200
+
+    api.proc.send_signal(signal.SIGTERM)
+    assert await api.exit_code(timeout=15) == 0
+    assert "shutdown complete" in api.messages()
+
+
+async def test_a_bad_value_exits_before_listening_naming_the_variable(
+    spawn_api, settings: Settings
+) -> None:
+    api = await spawn_api(settings, RTMANAGER_PROBE_INTERVAL="soon")
+    assert await api.exit_code() != 0
+    (failure,) = [e for e in api.logs if e.get("level") == "ERROR"]
+    assert failure["message"] == "invalid configuration"
+    assert "RTMANAGER_PROBE_INTERVAL" in failure["error"]
+    assert "internal http listening" not in api.messages()
+    assert "migrations applied" not in api.messages()
+
+
+async def test_a_missing_network_exits_non_zero_before_listening(
+    spawn_api, make_settings: Callable[..., Settings]
+) -> None:
+    missing = f"rtm-missing-{uuid.uuid4().hex[:8]}"
+    api = await spawn_api(make_settings(docker_network=missing))
+    assert await api.exit_code() != 0
+    messages = api.messages()
+    assert [m for m in messages if m in BOOT_LINES] == BOOT_LINES[:4]
+    assert "docker network found" not in messages
+    assert "internal http listening" not in messages
+    (failure,) = [e for e in api.logs if e.get("level") == "ERROR"]
+    assert failure["message"] == "boot failed" and missing in failure["error"]
