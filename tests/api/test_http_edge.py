@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from rtm_api.openapi import document, render
 from rtm_core.bootstrap import Core
+from rtm_core.schema import RuntimeRecord as RuntimeRecordRow
 from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"
@@ -138,20 +139,9 @@ async def test_the_committed_openapi_document_is_the_live_one(
 def test_the_openapi_document_says_what_the_server_does() -> None:
     doc = document()
     schemas = doc["components"]["schemas"]
-    assert list(schemas["RuntimeRecord"]["properties"]) == [
-        "game_id",
-        "status",
-        "current_container_id",
-        "current_image_ref",
-        "engine_endpoint",
-        "state_path",
-        "docker_network",
-        "started_at",
-        "stopped_at",
-        "removed_at",
-        "last_op_at",
-        "created_at",
-    ]
+    # The REST record is the table's row, field for field and in column order.
+    columns = [c.name for c in RuntimeRecordRow.__table__.columns]
+    assert list(schemas["RuntimeRecord"]["properties"]) == columns
     assert doc["components"]["securitySchemes"] == {
         "HTTPBearer": {
             "type": "http",

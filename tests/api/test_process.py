@@ -4,6 +4,8 @@ Docker network goes away, fatal configuration and a clean SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import aiodocker
 import httpx
 import pytest
+from harness import wait_for
+from redis.asyncio import Redis
 
 from rtm_core.settings import Settings
 
@@ -79,6 +83,36 @@ async def test_boots_serves_reports_readiness_and_stops_on_sigterm(
     api.proc.send_signal(signal.SIGTERM)
     assert await api.exit_code(timeout=15) == 0
     assert "shutdown complete" in api.messages()
+
+
+async def test_sigterm_drains_a_request_in_flight(
+    spawn_api, settings: Settings, redis: Redis, docker: aiodocker.Docker, game_id: str
+) -> None:
+    """SIGTERM arrives while a start holds the game's lease: the start still
+    answers 200 with the running record, then the process exits 0."""
+    api = await spawn_api(settings)
+    await api.wait_for_message("internal http listening")
+    try:
+        async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
+            request = asyncio.create_task(
+                http.post(
+                    f"/api/v1/internal/runtimes/{game_id}/start",
+                    headers={"Content-Type": "application/json", "X-Galaxy-Caller": "gm"},
+                    content=b'{"image_ref": "galaxy/test-engine:1.0.0"}',
+                )
+            )
+            await wait_for(lambda: redis.exists(f"rtmanager:game_lease:{game_id}"))
+            api.proc.send_signal(signal.SIGTERM)
+            response = await request
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "running"
+        assert await api.exit_code(timeout=15) == 0
+        messages = api.messages()
+        assert messages.index("shutdown requested") < messages.index("operation completed")
+        assert messages[-1] == "shutdown complete"
+    finally:
+        with contextlib.suppress(aiodocker.DockerError):
+            await (await docker.containers.get(f"galaxy-game-{game_id}")).delete(force=True)
 
 
 async def test_a_bad_value_exits_before_listening_naming_the_variable(

@@ -8,6 +8,7 @@ Requests mirror the curl lines: same method, path, headers and raw body
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from redis.asyncio import Redis
 
 from rtm_core.bootstrap import Core
 from rtm_core.schema import RuntimeRecord
+from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"
 V100 = "galaxy/test-engine:1.0.0"
@@ -52,22 +54,23 @@ TIMESTAMPS = ("started_at", "stopped_at", "removed_at", "last_op_at", "created_a
 # ------------------------------------------------------------------ the curls
 
 
-async def start(client: httpx.AsyncClient, game_id: str, image_ref: str = V100) -> httpx.Response:
+async def post_json(
+    client: httpx.AsyncClient, game_id: str, action: str, caller: dict[str, str], body: str
+) -> httpx.Response:
+    """`curl -X POST -H 'Content-Type: application/json' -H 'X-Galaxy-Caller: …' -d '…'`"""
     return await client.post(
-        f"{RUNTIMES}/{game_id}/start",
-        headers={**JSON, **GM},
-        content=f'{{"image_ref": "{image_ref}"}}',
+        f"{RUNTIMES}/{game_id}/{action}", headers={**JSON, **caller}, content=body
     )
+
+
+async def start(client: httpx.AsyncClient, game_id: str, image_ref: str = V100) -> httpx.Response:
+    return await post_json(client, game_id, "start", GM, f'{{"image_ref": "{image_ref}"}}')
 
 
 async def stop(
     client: httpx.AsyncClient, game_id: str, reason: str = "admin_request"
 ) -> httpx.Response:
-    return await client.post(
-        f"{RUNTIMES}/{game_id}/stop",
-        headers={**JSON, **ADMIN},
-        content=f'{{"reason": "{reason}"}}',
-    )
+    return await post_json(client, game_id, "stop", ADMIN, f'{{"reason": "{reason}"}}')
 
 
 async def restart(client: httpx.AsyncClient, game_id: str) -> httpx.Response:
@@ -75,11 +78,7 @@ async def restart(client: httpx.AsyncClient, game_id: str) -> httpx.Response:
 
 
 async def patch(client: httpx.AsyncClient, game_id: str, image_ref: str) -> httpx.Response:
-    return await client.post(
-        f"{RUNTIMES}/{game_id}/patch",
-        headers={**JSON, **ADMIN},
-        content=f'{{"image_ref": "{image_ref}"}}',
-    )
+    return await post_json(client, game_id, "patch", ADMIN, f'{{"image_ref": "{image_ref}"}}')
 
 
 async def cleanup(client: httpx.AsyncClient, game_id: str) -> httpx.Response:
@@ -191,6 +190,28 @@ async def test_start_while_another_image_runs_is_a_conflict(
     assert (status, code) == (409, "conflict") and "patch" in message
     c = await container(docker, f"galaxy-game-{game_id}")
     assert c["Id"] == first["current_container_id"] and c["State"]["Running"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "image_ref", "code"),
+    [
+        ({"image_pull_policy": "if_not_present"}, "rtm-test/absent:1.0.0", "image_pull_failed"),
+        ({"docker_host": "unix:///nonexistent/docker.sock"}, V100, "docker_unavailable"),
+    ],
+)
+async def test_docker_failures_are_502(
+    make_settings: Callable[..., Settings],
+    make_core: Callable[[Settings], Core],
+    make_client: Callable[..., httpx.AsyncClient],
+    game_id: str,
+    overrides: dict[str, str],
+    image_ref: str,
+    code: str,
+) -> None:
+    core = make_core(make_settings(**overrides))
+    status, got, message = error(await start(make_client(core), game_id, image_ref))
+    assert (status, got) == (502, code) and message
+    assert (await op_rows(core, game_id))[0] == ("start", "gm_rest", "failure", code)
 
 
 @pytest.mark.parametrize("bad", ["-lead", "_lead", "a%20b", "a+b", "x" * 129])
