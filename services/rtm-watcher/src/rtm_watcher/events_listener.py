@@ -1,0 +1,355 @@
+"""Docker events listener: unexpected engine deaths become health events.
+
+Rules (SPEC §8, runbook "Engine Container Died"):
+
+- `die` with a non-zero exit of the container a `running` record points at
+  → `container_exited` {exit_code, oom}, unless RTM caused the exit itself
+  (the lifecycle marks a container in `core.exits` before it stops it).
+- One OOM kill is ONE event. Docker sends `oom` (container still running)
+  and, a few ms later, `die` with exit 137 and `State.OOMKilled`. That death
+  is reported as `container_oom` {exit_code} when the `die` arrives, so the
+  exit code is the real one, and no `container_exited` follows it. An `oom`
+  that does not end the engine (a child process was killed) is reported as
+  `container_oom` with the exit code inspect shows (0, still running) once
+  the container is seen alive `OOM_SETTLE_SECONDS` later; a later death of
+  that container is then a `container_exited` with `oom: true` (Docker's
+  `OOMKilled` flag stays set for the rest of its life).
+- A death is reported once per container, whoever sees it first: this
+  listener, a replay of the same Docker event, the catch-up pass, or a new
+  leader (`Claims`).
+
+Reconnects: a broken stream or a daemon restart raises `DockerUnavailable`;
+the listener backs off, pings, runs the catch-up pass (a `running` record
+whose container has exited non-zero is reported, as a Docker event would
+have been) and subscribes again with `since` = the last handled event, so
+the daemon replays what it still buffers. The cursor lives in Redis, so a
+new leader resumes where the old one stopped (bounded by
+`MAX_REPLAY_SECONDS`) instead of starting at "now" and relying on the
+catch-up pass alone.
+
+Cancellation: `run` returns when `stop` is set; the pending stream read is
+cancelled, which closes the subscription, and deferred checks are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from typing import Any
+
+from rtm_core.bootstrap import Core
+from rtm_core.docker import ContainerInfo, DockerEvent
+from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.errors import DockerUnavailable
+from rtm_core.lease import GAME_LEASE_PREFIX
+from rtm_core.lifecycle.reconcile import _parse_docker_time
+from rtm_core.loops import sleep_until
+from rtm_core.publishers import now_ms
+from rtm_core.schema import RuntimeRecord
+from rtm_watcher.memory import Claims, watcher_key
+
+log = logging.getLogger(__name__)
+
+NAME = "events_listener"
+#: Heartbeat while no event arrives; `/readyz` calls the loop wedged after three.
+IDLE_BEAT_SECONDS = 5.0
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+#: How long after an `oom` the engine must still run for the OOM to count as survived.
+OOM_SETTLE_SECONDS = 1.0
+#: A new leader asks the daemon for at most this much history (it buffers 256 events).
+MAX_REPLAY_SECONDS = 600
+#: Event keys remembered to drop the ones a `since` replay delivers twice.
+RECENT_EVENTS = 4096
+#: Inspects the catch-up pass runs at once.
+CATCH_UP_CONCURRENCY = 16
+LEASE_POLL_SECONDS = 0.1
+
+DEATH = "death"
+SURVIVED_OOM = "oom"
+
+
+def _is_current(record: RuntimeRecord | None, container_id: str) -> bool:
+    return (
+        record is not None
+        and record.status == RuntimeStatus.RUNNING
+        and record.current_container_id == container_id
+    )
+
+
+def _finished_at_ms(info: ContainerInfo) -> int:
+    finished = _parse_docker_time(info.finished_at)
+    return int(finished.timestamp() * 1000) if finished else now_ms()
+
+
+class EventsListener:
+    name = NAME
+
+    def __init__(self, core: Core, *, idle_beat: float = IDLE_BEAT_SECONDS) -> None:
+        self._core = core
+        self._idle_beat = idle_beat
+        self._claims = Claims(core.redis, core.settings.stack)
+        self._cursor_key = watcher_key(core.settings.stack, "events_since")
+        self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._oom_pending: set[str] = set()
+        self._since_nano = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending_checks(self) -> int:
+        """Deferred checks still waiting (OOM survival, a start's commit)."""
+        return len(self._tasks)
+
+    # loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loops = self._core.loops
+        loops.register(self.name, self._idle_beat)
+        log.info("worker started", extra={"worker": self.name})
+        # A new term resumes where the last leader (maybe another replica) stopped.
+        self._since_nano = 0
+        self._oom_pending.clear()
+        try:
+            backoff = BACKOFF_INITIAL_SECONDS
+            while not stop.is_set():
+                try:
+                    if not self._since_nano:
+                        self._since_nano = await self._resume_point()
+                    await self._core.docker.ping()
+                    await self.catch_up()
+                    loops.beat(self.name)
+                    backoff = BACKOFF_INITIAL_SECONDS
+                    await self._consume(stop)
+                except DockerUnavailable as exc:
+                    log.warning(
+                        "docker events stream lost; reconnecting",
+                        extra={"worker": self.name, "error": exc.message, "retry_in_s": backoff},
+                    )
+                except Exception:
+                    # PostgreSQL or Redis failed mid-event: the event is not marked
+                    # handled, so the replay from `since` brings it back.
+                    log.exception(
+                        "events listener failed; reconnecting", extra={"worker": self.name}
+                    )
+                else:
+                    continue
+                if await sleep_until(stop, backoff):
+                    break
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            loops.unregister(self.name)
+            log.info("worker stopped", extra={"worker": self.name})
+
+    async def _resume_point(self) -> int:
+        floor = time.time_ns() - MAX_REPLAY_SECONDS * 1_000_000_000
+        stored = await self._core.redis.get(self._cursor_key)
+        try:
+            cursor = int(stored) if stored is not None else 0
+        except ValueError:
+            cursor = 0
+        return max(cursor, floor) if cursor else time.time_ns()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Handle events until `stop` (returns) or the stream breaks (raises)."""
+        events = self._core.docker.events(since=self._since_nano / 1e9)
+        stopping = asyncio.ensure_future(stop.wait())
+        pending: asyncio.Future[DockerEvent] | None = None
+        try:
+            while True:
+                pending = asyncio.ensure_future(_next(events))
+                while not pending.done():
+                    await asyncio.wait(
+                        {pending, stopping},
+                        timeout=self._idle_beat,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if stop.is_set():
+                        return
+                    self._core.loops.beat(self.name)
+                await self.handle(pending.result())
+                self._core.loops.beat(self.name)
+        finally:
+            stopping.cancel()
+            if pending is not None and not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
+            if isinstance(events, AsyncGenerator):
+                with contextlib.suppress(Exception):
+                    await events.aclose()
+
+    # events ----------------------------------------------------------------
+
+    async def handle(self, event: DockerEvent) -> None:
+        """Act on one event, then advance the cursor past it."""
+        key = (event.container_id, event.action, event.time_nano)
+        if key in self._recent:
+            return
+        if event.action == "die":
+            await self._on_die(event)
+        elif event.action == "oom":
+            self._on_oom(event)
+        self._recent[key] = None
+        if len(self._recent) > RECENT_EVENTS:
+            self._recent.popitem(last=False)
+        if event.time_nano > self._since_nano:
+            self._since_nano = event.time_nano
+            await self._core.redis.set(self._cursor_key, str(event.time_nano))
+
+    async def _on_die(self, event: DockerEvent) -> None:
+        game_id = event.game_id
+        if not game_id or event.exit_code == 0:
+            return
+        record = await self._core.repos.get_record(game_id)
+        if _is_current(record, event.container_id):
+            await self._report_death(game_id, event.container_id, event.exit_code, event)
+        elif await self._core.redis.exists(GAME_LEASE_PREFIX + game_id):
+            # An operation is under way: a start whose engine died before the
+            # record pointed at it. Decide once the operation has committed.
+            self._spawn(self._recheck_after_operation(game_id, event))
+
+    def _on_oom(self, event: DockerEvent) -> None:
+        self._oom_pending.add(event.container_id)
+        self._spawn(self._settle_oom(event))
+
+    async def _recheck_after_operation(self, game_id: str, event: DockerEvent) -> None:
+        deadline = time.monotonic() + self._core.settings.game_lease_ttl_seconds
+        while await self._core.redis.exists(GAME_LEASE_PREFIX + game_id):
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+        if _is_current(await self._core.repos.get_record(game_id), event.container_id):
+            await self._report_death(game_id, event.container_id, event.exit_code, event)
+
+    async def _settle_oom(self, event: DockerEvent) -> None:
+        await asyncio.sleep(OOM_SETTLE_SECONDS)
+        container_id, game_id = event.container_id, event.game_id
+        if container_id not in self._oom_pending or not game_id:
+            return  # its death was reported as container_oom meanwhile
+        self._oom_pending.discard(container_id)
+        info = await self._core.docker.inspect(container_id)
+        if info is None or not info.running:
+            return  # the die (or the catch-up pass) reports it
+        if not _is_current(await self._core.repos.get_record(game_id), container_id):
+            return
+        if await self._core.exits.is_expected(container_id):
+            return
+        await self._publish(
+            SURVIVED_OOM,
+            game_id,
+            container_id,
+            HealthEventType.CONTAINER_OOM,
+            {"exit_code": info.exit_code or 0},
+            event.time_nano // 1_000_000,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._logged(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _logged(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("deferred event check failed", extra={"worker": self.name})
+
+    # deaths ----------------------------------------------------------------
+
+    async def catch_up(self) -> int:
+        """Report the deaths of `running` records' containers this listener did not
+        see as events (a broken stream, a daemon restart, a leader change).
+        Returns how many it published."""
+        records = await self._core.repos.list_records(RuntimeStatus.RUNNING.value)
+        bound = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+
+        async def check(record: RuntimeRecord) -> bool:
+            container_id = record.current_container_id
+            if not container_id:
+                return False
+            async with bound:
+                info = await self._core.docker.inspect(container_id)
+            if info is None or info.running or not info.exit_code:
+                return False
+            return await self._report_death(record.game_id, container_id, info.exit_code, info)
+
+        published = await asyncio.gather(*(check(r) for r in records))
+        count = sum(published)
+        if count:
+            log.info("missed engine deaths reported", extra={"worker": self.name, "count": count})
+        return count
+
+    async def _report_death(
+        self,
+        game_id: str,
+        container_id: str,
+        exit_code: int | None,
+        seen: DockerEvent | ContainerInfo,
+    ) -> bool:
+        if await self._core.exits.is_expected(container_id):
+            log.debug("exit caused by RTM", extra={"game_id": game_id, "worker": self.name})
+            return False
+        info = (
+            seen
+            if isinstance(seen, ContainerInfo)
+            else await self._core.docker.inspect(container_id)
+        )
+        exit_code = exit_code if exit_code is not None else (info.exit_code if info else None)
+        if not exit_code:
+            return False
+        oom_killed = info is not None and info.oom_killed
+        oom_death = container_id in self._oom_pending or (
+            oom_killed and not await self._claims.claimed(SURVIVED_OOM, container_id)
+        )
+        self._oom_pending.discard(container_id)
+        if isinstance(seen, DockerEvent):
+            at_ms = seen.time_nano // 1_000_000
+        else:
+            at_ms = _finished_at_ms(seen)
+        if oom_death:
+            event_type = HealthEventType.CONTAINER_OOM
+            details: dict[str, Any] = {"exit_code": exit_code}
+        else:
+            event_type = HealthEventType.CONTAINER_EXITED
+            details = {"exit_code": exit_code, "oom": oom_killed}
+        return await self._publish(DEATH, game_id, container_id, event_type, details, at_ms)
+
+    async def _publish(
+        self,
+        what: str,
+        game_id: str,
+        container_id: str,
+        event_type: HealthEventType,
+        details: dict[str, Any],
+        at_ms: int,
+    ) -> bool:
+        if not await self._claims.claim(what, container_id):
+            return False
+        try:
+            await self._core.health.report(
+                game_id=game_id,
+                container_id=container_id,
+                event_type=event_type,
+                source=HealthSource.DOCKER_EVENT,
+                details=details,
+                occurred_at_ms=at_ms,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._claims.release(what, container_id)
+            raise
+        return True
+
+
+async def _next(events: AsyncIterator[DockerEvent]) -> DockerEvent:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        raise DockerUnavailable("docker events stream ended") from None

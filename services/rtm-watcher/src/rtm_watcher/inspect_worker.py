@@ -1,0 +1,147 @@
+"""Inspect worker: Docker's own view of every `running` record's container.
+
+Each interval every container is inspected and its snapshot updated (source
+`inspect`, status = its health when it has a healthcheck, else its state).
+`inspect_unhealthy` {restart_count, state, health} is published once per
+change, not every interval: when the restart count rose since last seen, or
+when the container turns unhealthy or not running (or changes from one such
+condition to another). The last-seen observation per container is kept in
+memory and mirrored to Redis (`ContainerMemory`), so a new leader reports an
+already-unhealthy container only if no leader did before it. Exits RTM is
+causing itself (marked in `core.exits`) are not reported.
+
+A record whose container is gone is the reconciler's drift
+(`container_disappeared`); here it only updates the snapshot (`missing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rtm_core.bootstrap import Core
+from rtm_core.docker import ContainerInfo
+from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.loops import PeriodicLoop
+from rtm_core.schema import RuntimeRecord
+from rtm_watcher.memory import ContainerMemory, watcher_key
+
+log = logging.getLogger(__name__)
+
+#: Inspects in flight at once.
+INSPECT_CONCURRENCY = 16
+#: Docker's word for a container without a healthcheck.
+NO_HEALTHCHECK = "none"
+
+
+@dataclass(frozen=True)
+class Observation:
+    restart_count: int
+    state: str
+    health: str
+
+    @classmethod
+    def of(cls, info: ContainerInfo) -> Observation:
+        return cls(info.restart_count, info.state, info.health or NO_HEALTHCHECK)
+
+    @classmethod
+    def load(cls, raw: dict[str, Any]) -> Observation | None:
+        try:
+            return cls(int(raw["restart_count"]), str(raw["state"]), str(raw["health"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def unhealthy(self) -> bool:
+        return self.health == "unhealthy" or self.state != "running"
+
+    @property
+    def status(self) -> str:
+        return self.health if self.health != NO_HEALTHCHECK else self.state
+
+    def worth_reporting(self, previous: Observation | None) -> bool:
+        if previous is not None and self.restart_count > previous.restart_count:
+            return True
+        if not self.unhealthy:
+            return False
+        return previous is None or (previous.state, previous.health) != (self.state, self.health)
+
+
+class InspectWorker(PeriodicLoop):
+    name = "inspect_worker"
+
+    def __init__(self, core: Core) -> None:
+        super().__init__(core.loops)
+        self.interval = core.settings.inspect_interval
+        self._core = core
+        self._memory = ContainerMemory(core.redis, watcher_key(core.settings.stack, "inspect"))
+        self._seen: dict[str, Observation] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._seen = None  # a new term starts from what the last leader persisted
+        await super().run(stop)
+
+    async def run_once(self) -> None:
+        if self._seen is None:
+            loaded = await self._memory.load()
+            self._seen = {cid: o for cid, raw in loaded.items() if (o := Observation.load(raw))}
+        records = [
+            r
+            for r in await self._core.repos.list_records(RuntimeStatus.RUNNING.value)
+            if r.current_container_id
+        ]
+        bound = asyncio.Semaphore(INSPECT_CONCURRENCY)
+
+        async def observe(record: RuntimeRecord) -> None:
+            async with bound:
+                await self._observe(record)
+
+        results = await asyncio.gather(*(observe(r) for r in records), return_exceptions=True)
+        live = {r.current_container_id for r in records}
+        gone = [cid for cid in self._seen if cid not in live]
+        for cid in gone:
+            del self._seen[cid]
+        await self._memory.forget(gone)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _observe(self, record: RuntimeRecord) -> None:
+        assert self._seen is not None and record.current_container_id is not None
+        game_id, container_id = record.game_id, record.current_container_id
+        info = await self._core.docker.inspect(container_id)
+        if info is None:
+            await self._core.health.observe(
+                game_id=game_id,
+                container_id=container_id,
+                source=HealthSource.INSPECT,
+                status="missing",
+                details={},
+            )
+            return
+        now = Observation.of(info)
+        previous = self._seen.get(container_id)
+        details = asdict(now)
+        if now.worth_reporting(previous) and not (
+            now.state != "running" and await self._core.exits.is_expected(container_id)
+        ):
+            await self._core.health.report(
+                game_id=game_id,
+                container_id=container_id,
+                event_type=HealthEventType.INSPECT_UNHEALTHY,
+                source=HealthSource.INSPECT,
+                details=details,
+            )
+        else:
+            await self._core.health.observe(
+                game_id=game_id,
+                container_id=container_id,
+                source=HealthSource.INSPECT,
+                status=now.status,
+                details=details,
+            )
+        if now != previous:
+            self._seen[container_id] = now
+            await self._memory.save(container_id, details)

@@ -1,0 +1,35 @@
+"""`rtm-watcher`: the events listener, inspect worker and probe worker behind the
+leader lease of role `watcher`, with `/healthz` and `/readyz` on the ops port."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rtm_core.bootstrap import boot
+from rtm_core.ops_http import ops_app
+from rtm_core.process import run_process
+from rtm_core.runner import run_service
+from rtm_core.settings import Settings
+from rtm_watcher.events_listener import EventsListener
+from rtm_watcher.inspect_worker import InspectWorker
+from rtm_watcher.probe_worker import ProbeWorker
+
+PROCESS = "rtm-watcher"
+LEADER_ROLE = "watcher"
+
+
+async def _main(settings: Settings, stop: asyncio.Event) -> None:
+    core = await boot(settings, PROCESS)
+    loops = (EventsListener(core), InspectWorker(core), ProbeWorker(core))
+    await run_service(
+        core,
+        stop,
+        app=ops_app(core),
+        addr=settings.ops_http_addr,
+        workers=[loop.run for loop in loops],
+        leader_role=LEADER_ROLE,
+    )
+
+
+def main() -> None:
+    run_process(PROCESS, _main)
