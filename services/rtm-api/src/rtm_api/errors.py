@@ -32,7 +32,6 @@ FRAMEWORK_CODES: Mapping[int, str] = {
     401: Unauthorized.code,
     404: NotFound.code,
     405: "method_not_allowed",
-    413: "request_too_large",
 }
 
 #: Extra headers a status carries (RFC 6750 §3 for 401).
