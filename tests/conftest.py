@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
-import asyncpg
 import pytest
+from harness import fresh_database
 from redis.asyncio import Redis
 
 from rtm_core import db
@@ -64,19 +64,8 @@ def redis_addr() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def database_dsn(postgres_server_dsn: str) -> AsyncIterator[str]:
     """A fresh database for this session, migrated once."""
-    name = _unique("rtm_test_")
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    base = postgres_server_dsn.rsplit("/", 1)[0]
-    dsn = f"{base}/{name}?search_path=rtmanager&sslmode=disable"
-    engine = db.create_engine(dsn, pool_size=1)
-    await db.migrate(engine)
-    await engine.dispose()
-    yield dsn
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    async with fresh_database(postgres_server_dsn, "rtm_test_") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

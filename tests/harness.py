@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from redis.asyncio import Redis
+
+from rtm_core import db
 
 
 async def stream_entries(redis: Redis, stream: str) -> list[dict[str, str]]:
@@ -29,3 +34,25 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def fresh_database(server_dsn: str, prefix: str) -> AsyncIterator[str]:
+    """A new, migrated database on the server of `server_dsn`, dropped afterwards.
+
+    Yields its DSN as RTM takes it (`?search_path=rtmanager&sslmode=disable`).
+    """
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(server_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    dsn = f"{server_dsn.rsplit('/', 1)[0]}/{name}?search_path=rtmanager&sslmode=disable"
+    engine = db.create_engine(dsn, pool_size=1)
+    await db.migrate(engine)
+    await engine.dispose()
+    try:
+        yield dsn
+    finally:
+        conn = await asyncpg.connect(server_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()

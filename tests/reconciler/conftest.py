@@ -5,16 +5,15 @@ the two loops wired over the shared `core` fixture."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiodocker
 import asyncpg
 import pytest
+from harness import fresh_database
 from reconciler.helpers import ENGINE_V100, labelled_config
 
-from rtm_core import db
 from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_reconciler.cleanup import RetentionCleanup
@@ -23,18 +22,8 @@ from rtm_reconciler.reconciler import Reconciler
 
 @pytest.fixture(scope="session")
 async def reconciler_dsn(postgres_server_dsn: str) -> AsyncIterator[str]:
-    name = f"rtm_reconciler_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = f"{postgres_server_dsn.rsplit('/', 1)[0]}/{name}?search_path=rtmanager&sslmode=disable"
-    engine = db.create_engine(dsn, pool_size=1)
-    await db.migrate(engine)
-    await engine.dispose()
-    yield dsn
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    async with fresh_database(postgres_server_dsn, "rtm_reconciler_") as dsn:
+        yield dsn
 
 
 @pytest.fixture
