@@ -1,0 +1,280 @@
+"""One reconcile pass over 1,000 records and 1,000 containers (SPEC §10: ≤ 2 s).
+
+Run against the dev dependencies (a fresh database, its own Docker network and
+`com.galaxy.stack`, all removed afterwards):
+
+    source .rtm-dev/test.env && .venv/bin/python bench/bench_reconcile.py
+
+Scenarios, each timed through `Reconciler.reconcile()` (the pass the loop runs):
+
+- `real-50`: 50 engines started through `core.lifecycle.start`; a pass in sync,
+  then a pass after `docker rm -f` of all 50 (50 disposes).
+- `in-sync-1000`: 1,000 `stopped` records, each pointing at one of 1,000
+  created-but-never-started engine containers (cheap: no process, no network).
+  Nothing drifts; the pass is list + query + plan. This is the steady state.
+- `exited-1000`: the same containers, records `running`: 1,000 observed exits.
+- `vanished-1000`: 1,000 `running` records and no container (a daemon restart): 1,000 disposes.
+- `adopt-1000`: 1,000 containers and no record: 1,000 adoptions.
+
+Where the time goes: the pass reports its Docker list, records query and
+settle phases; Docker call latencies are summed per op (they overlap, the
+pass runs `RECONCILE_CONCURRENCY` games at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import asyncpg
+
+from rtm_core import db
+from rtm_core.bootstrap import Core, redis_client, wire
+from rtm_core.docker import DockerEngine
+from rtm_core.domain import OpSource, engine_endpoint
+from rtm_core.settings import load_settings
+from rtm_core.telemetry import Metrics
+from rtm_reconciler.reconciler import Reconciler
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "galaxy/test-engine:1.0.0"
+TARGET_S = 2.0
+TRUNCATE = "TRUNCATE rtmanager.runtime_records, rtmanager.operation_log, rtmanager.health_snapshots"
+
+
+class DockerTimes:
+    """Per-op count and summed latency of the Docker calls a pass makes."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[float]] = defaultdict(list)
+
+    def record(self, op: str, seconds: float) -> None:
+        self.calls[op].append(seconds)
+
+    def summary(self) -> str:
+        parts = [
+            f"{op} x{len(v)} sum {sum(v) * 1000:.0f}ms p50 {statistics.median(v) * 1000:.1f}ms"
+            for op, v in sorted(self.calls.items())
+        ]
+        self.calls.clear()
+        return ", ".join(parts) or "-"
+
+
+@asynccontextmanager
+async def bench_core(times: DockerTimes) -> AsyncIterator[Core]:
+    server_dsn = os.environ.get("RTM_TEST_POSTGRES_DSN")
+    redis_addr = os.environ.get("RTM_TEST_REDIS_ADDR")
+    if not server_dsn or not redis_addr:
+        sys.exit("source .rtm-dev/test.env first (RTM_TEST_POSTGRES_DSN, RTM_TEST_REDIS_ADDR)")
+    subprocess.run([str(REPO / "scripts" / "build-test-engine.sh")], check=True)
+    tag = uuid.uuid4().hex[:8]
+    name, stack, network = f"rtm_bench_{tag}", f"bench-{tag}", f"rtm-bench-{tag}"
+    conn = await asyncpg.connect(server_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    client = aiodocker.Docker()
+    await client.networks.create({"Name": network, "Driver": "bridge"})
+    state_root = Path(tempfile.mkdtemp(prefix="rtm-bench-"))
+    settings = load_settings(
+        postgres_primary_dsn=f"{server_dsn.rsplit('/', 1)[0]}/{name}"
+        "?search_path=rtmanager&sslmode=disable",
+        redis_master_addr=redis_addr,
+        docker_network=network,
+        stack=stack,
+        game_state_root=state_root,
+        game_state_owner_uid=os.getuid(),
+        game_state_owner_gid=os.getgid(),
+        image_pull_policy="never",
+        container_stop_timeout_seconds=5,
+        lobby_internal_base_url="http://127.0.0.1:9",
+        redis_health_events_stream=f"{stack}:runtime:health_events",
+        redis_job_results_stream=f"{stack}:runtime:job_results",
+        notification_intents_stream=f"{stack}:notification:intents",
+    )
+    engine = db.create_engine(settings.postgres_primary_dsn)
+    await db.migrate(engine)
+    docker = DockerEngine.from_settings(settings, times.record)
+    core = wire(settings, engine, redis_client(settings), docker, Metrics(), "bench")
+    try:
+        yield core
+    finally:
+        await remove_stack(client, stack)
+        await (await client.networks.get(network)).delete()
+        await client.close()
+        await core.redis.delete(settings.redis_health_events_stream)
+        await core.aclose()
+        conn = await asyncpg.connect(server_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+        subprocess.run(["rm", "-rf", str(state_root)], check=False)
+
+
+async def bounded(n: int, coros: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(n)
+
+    async def one(coro: Any) -> Any:
+        async with gate:
+            return await coro
+
+    return await asyncio.gather(*(one(c) for c in coros))
+
+
+async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
+    listed = await client.containers.list(
+        all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
+    )
+    await bounded(16, [c.delete(force=True) for c in listed])
+
+
+async def reset(core: Core) -> None:
+    client = aiodocker.Docker()
+    await remove_stack(client, core.settings.stack)
+    await client.close()
+    async with core.engine.begin() as conn:
+        await conn.exec_driver_sql(TRUNCATE)
+
+
+async def create_idle(core: Core, game_ids: list[str]) -> list[str]:
+    """Created-but-never-started engine containers with RTM's labels."""
+    client = aiodocker.Docker()
+    s = core.settings
+
+    async def create(game_id: str) -> str:
+        labels = {
+            "com.galaxy.owner": "rtmanager",
+            "com.galaxy.stack": s.stack,
+            "com.galaxy.game_id": game_id,
+            "com.galaxy.image_ref": IMAGE,
+        }
+        c = await client.containers.create(
+            {"Image": IMAGE, "Labels": labels}, name=f"galaxy-game-{game_id}"
+        )
+        return str(c.id)
+
+    began = time.perf_counter()
+    ids = await bounded(16, [create(g) for g in game_ids])
+    print(f"  created {len(ids)} idle containers in {time.perf_counter() - began:.1f}s")
+    await client.close()
+    return ids
+
+
+async def seed_records(
+    core: Core, game_ids: list[str], status: str, container_ids: list[str | None]
+) -> None:
+    s = core.settings
+    rows = [
+        (
+            g,
+            status,
+            cid,
+            IMAGE,
+            engine_endpoint(g),
+            str(s.game_state_root / g),
+            s.docker_network,
+        )
+        for g, cid in zip(game_ids, container_ids, strict=True)
+    ]
+    async with core.engine.begin() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.executemany(  # type: ignore[union-attr]
+            "INSERT INTO rtmanager.runtime_records (game_id, status, current_container_id,"
+            " current_image_ref, engine_endpoint, state_path, docker_network, started_at,"
+            " stopped_at, last_op_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now(),"
+            " CASE WHEN $2 = 'stopped' THEN now() END, now())",
+            rows,
+        )
+
+
+async def timed_pass(
+    core: Core, times: DockerTimes, label: str, *, repeat: int = 1, concurrency: int = 16
+) -> float:
+    reconciler = Reconciler(core, asyncio.Event(), concurrency=concurrency)
+    durations = []
+    cpu = time.process_time()
+    for _ in range(repeat):
+        report = await reconciler.reconcile()
+        durations.append(report.duration_ms / 1000)
+    cpu = (time.process_time() - cpu) / repeat
+    wall = statistics.median(durations)
+    verdict = "ok" if wall <= TARGET_S else "OVER TARGET"
+    print(
+        f"{label:<28} {wall:6.3f}s  [{verdict}]  records {report.records}, containers "
+        f"{report.containers}; drift: disposed {report.disposed}, exited "
+        f"{report.observed_exited}, adopted {report.adopted}, failed {report.failed}\n"
+        f"{'':<30}phases: list {report.list_ms:.0f}ms, records {report.records_ms:.0f}ms, "
+        f"settle {report.settle_ms:.0f}ms (median of {repeat}); RTM CPU {cpu:.2f}s/pass\n"
+        f"{'':<30}docker: {times.summary()}"
+    )
+    return wall
+
+
+async def real_engines(core: Core, times: DockerTimes, n: int) -> None:
+    game_ids = [f"bench-real-{i:04d}" for i in range(n)]
+    began = time.perf_counter()
+    results = await bounded(
+        8, [core.lifecycle.start(g, IMAGE, OpSource.ADMIN_REST) for g in game_ids]
+    )
+    print(f"  started {n} engines in {time.perf_counter() - began:.1f}s")
+    times.summary()
+    await timed_pass(core, times, f"real-{n} in sync", repeat=5)
+    client = aiodocker.Docker()
+    await bounded(
+        16,
+        [
+            client.containers.container(r.record.current_container_id).delete(force=True)
+            for r in results
+        ],
+    )
+    await client.close()
+    await timed_pass(core, times, f"real-{n} all vanished")
+
+
+async def thousand(core: Core, times: DockerTimes, n: int, concurrency: int) -> None:
+    game_ids = [f"bench-{i:04d}" for i in range(n)]
+    container_ids: list[str | None] = list(await create_idle(core, game_ids))
+    await seed_records(core, game_ids, "stopped", container_ids)
+    await timed_pass(core, times, f"in-sync-{n}", repeat=5)
+
+    async with core.engine.begin() as conn:
+        await conn.exec_driver_sql("UPDATE rtmanager.runtime_records SET status = 'running'")
+    await timed_pass(core, times, f"exited-{n}", concurrency=concurrency)
+
+    async with core.engine.begin() as conn:  # no records at all: every container is adopted
+        await conn.exec_driver_sql(TRUNCATE)
+    await timed_pass(core, times, f"adopt-{n}", concurrency=concurrency)
+
+    await reset(core)
+    await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
+    await timed_pass(core, times, f"vanished-{n}", concurrency=concurrency)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--real", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    times = DockerTimes()
+    async with bench_core(times) as core:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"target: one pass ≤ {TARGET_S:.1f}s (SPEC §10); {os.cpu_count()} CPUs, load {load}")
+        await real_engines(core, times, args.real)
+        await reset(core)
+        await thousand(core, times, args.records, args.concurrency)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
