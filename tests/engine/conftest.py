@@ -1,13 +1,12 @@
 """Real-Docker fixtures for the busybox test engine (see tests/engine/README.md).
 
-`engine_image` builds (or confirms) every test-engine tag once per session;
+`engine_image` is the 1.0.0 engine, every tag built (or confirmed) once per session;
 `run_engine` starts engines the way RTM does (hardened, state dir bind-mounted)
 and always removes them.
 """
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,7 @@ import docker
 import pytest
 from docker.models.containers import Container
 from engine.engine_harness import (
-    BUILD_SCRIPT,
     CONTAINER_PREFIX,
-    ENGINE_REPOSITORY,
     STATE_MOUNT_PATH,
     Engine,
     RunEngine,
@@ -27,12 +24,9 @@ from engine.engine_harness import (
 
 
 @pytest.fixture(scope="session")
-def engine_image() -> str:
-    """Every galaxy/test-engine tag exists and is current; returns the 1.0.0 ref."""
-    proc = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"{BUILD_SCRIPT} failed:\n{proc.stdout}{proc.stderr}", pytrace=False)
-    return f"{ENGINE_REPOSITORY}:1.0.0"
+def engine_image(engine_images: str) -> str:
+    """The 1.0.0 engine; `engine_images` (tests/conftest.py) builds every tag once."""
+    return f"{engine_images}:1.0.0"
 
 
 @pytest.fixture(scope="session")

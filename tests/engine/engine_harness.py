@@ -15,9 +15,6 @@ from typing import Any
 
 from docker.models.containers import Container
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-test-engine.sh"
-
 ENGINE_REPOSITORY = "galaxy/test-engine"
 ENGINE_VERSIONS = ("1.0.0", "1.0.1", "1.0.2", "1.1.0", "2.0.0", "latest", "notsemver")
 LIMITED_ENGINE_IMAGE = "galaxy/test-engine-limited:1.0.0"
