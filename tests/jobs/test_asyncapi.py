@@ -1,0 +1,59 @@
+"""The AsyncAPI document: committed as generated, and true to the wire.
+
+No dependency needed: the FastStream app is a declaration, never connected.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rtm_core.domain import HealthEventType, Outcome
+from rtm_core.publishers import HealthEvent, JobResult
+from rtm_jobs import asyncapi
+from rtm_jobs.jobs import START_JOBS, STOP_JOBS
+
+
+def test_committed_document_is_the_generated_one() -> None:
+    committed = asyncapi.DOCUMENT.read_text()
+    assert committed == asyncapi.document(), (
+        "docs/api/asyncapi.json is stale: run `python -m rtm_jobs.asyncapi --write`"
+    )
+
+
+def _payload_fields(doc: dict, channel: str) -> list[str]:
+    (message,) = doc["channels"][channel]["messages"].values()
+    name = message["$ref"].rsplit("/", 1)[-1]
+    schema_ref = doc["components"]["messages"][name]["payload"]["$ref"]
+    schema = doc["components"]["schemas"][schema_ref.rsplit("/", 1)[-1]]
+    # Every field is always present; `required` keeps the wire order (the
+    # document's keys are sorted).
+    assert sorted(schema["required"]) == sorted(schema["properties"])
+    return list(schema["required"])
+
+
+def test_every_stream_is_documented_with_exactly_its_wire_fields() -> None:
+    doc = json.loads(asyncapi.document())
+    assert doc["asyncapi"] == "3.0.0"
+    assert sorted(doc["channels"]) == sorted(
+        [
+            "runtime:start_jobs",
+            "runtime:stop_jobs",
+            "runtime:job_results",
+            "runtime:health_events",
+            "notification:intents",
+        ]
+    )
+    actions = {name: op["action"] for name, op in doc["operations"].items()}
+    assert actions["runtime:start_jobs"] == actions["runtime:stop_jobs"] == "receive"
+    assert {actions[c] for c in ("runtime:job_results", "notification:intents")} == {"send"}
+
+    # What the consumers read and what rtm_core.publishers writes, field for field.
+    assert _payload_fields(doc, "runtime:start_jobs") == list(START_JOBS.fields)
+    assert _payload_fields(doc, "runtime:stop_jobs") == list(STOP_JOBS.fields)
+    assert START_JOBS.fields == ("game_id", "image_ref", "requested_at_ms")
+    assert STOP_JOBS.fields == ("game_id", "reason", "requested_at_ms")
+    result = JobResult("g", Outcome.SUCCESS)
+    assert _payload_fields(doc, "runtime:job_results") == list(result.fields())
+    event = HealthEvent("g", "c", HealthEventType.CONTAINER_STARTED, {}, 0)
+    assert _payload_fields(doc, "runtime:health_events") == list(event.fields())
+    assert _payload_fields(doc, "notification:intents") == ["envelope"]
