@@ -70,10 +70,6 @@ class GamePlan:
     left_alone: tuple[ContainerInfo, ...] = ()
     record_container_id: str | None = None
 
-    @property
-    def acts(self) -> bool:
-        return self.record_drift is not None or self.adopt is not None
-
 
 @dataclass
 class PassReport:
