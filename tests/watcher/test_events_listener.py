@@ -22,6 +22,7 @@ from watcher.helpers import (
     ENGINE,
     LIMITED_ENGINE,
     DockerSocketProxy,
+    container_state,
     control,
     health_events,
     start_engine,
@@ -93,6 +94,27 @@ async def test_an_oom_kill_is_one_container_oom(
     assert [e["event_type"] for e in events] == ["container_started", "container_oom"]
     snapshot = await core.repos.get_snapshot(game_id)
     assert snapshot is not None and snapshot.status == "container_oom"
+
+
+async def test_an_oom_kill_the_engine_survives_is_one_container_oom(
+    core: Core, redis: Redis, docker: aiodocker.Docker, background: Background, game_id: str
+) -> None:
+    """A process inside the engine is OOM-killed, the engine lives on: Docker sends
+    `oom` and no `die`; the event carries the exit code inspect shows (0)."""
+    container_id = await start_engine(core, game_id, LIMITED_ENGINE)
+    listener = EventsListener(core)
+    background(listener.run)
+    container = await docker.containers.get(container_id)
+    hog = await container.exec(cmd=["sh", "-c", "x=xxxxxxxxxxxxxxxx; while :; do x=$x$x; done"])
+    await hog.start(detach=True)
+
+    event = await wait_for_event(redis, core, game_id, "container_oom")
+    assert (event["container_id"], event["details"]) == (container_id, {"exit_code": 0})
+    assert (await container_state(docker, container_id))["Running"]
+    assert [e["event_type"] for e in await health_events(redis, core, game_id)] == [
+        "container_started",
+        "container_oom",
+    ]
 
 
 async def test_exits_rtm_causes_are_silent(

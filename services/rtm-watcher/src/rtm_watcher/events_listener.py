@@ -9,11 +9,13 @@ Rules (SPEC §8, runbook "Engine Container Died"):
   and, a few ms later, `die` with exit 137 and `State.OOMKilled`. That death
   is reported as `container_oom` {exit_code} when the `die` arrives, so the
   exit code is the real one, and no `container_exited` follows it. An `oom`
-  that does not end the engine (a child process was killed) is reported as
-  `container_oom` with the exit code inspect shows (0, still running) once
-  the container is seen alive `OOM_SETTLE_SECONDS` later; a later death of
-  that container is then a `container_exited` with `oom: true` (Docker's
-  `OOMKilled` flag stays set for the rest of its life).
+  that does not end the engine (a process inside it was killed) is reported
+  as `container_oom` with the exit code inspect shows (0, still running)
+  once the container is seen alive `OOM_SETTLE_SECONDS` later.
+  `container_exited` carries `oom: true` (`State.OOMKilled`) in one corner
+  only: an OOM death whose `oom` action this listener did not see (a
+  reconnect, a new leader) of an engine whose earlier, survived OOM was
+  already reported. Everywhere else an OOM death is `container_oom`.
 - A death is reported once per container, whoever sees it first: this
   listener, a replay of the same Docker event, the catch-up pass, or a new
   leader (`Claims`).
