@@ -49,6 +49,29 @@ def client(make_client: MakeClient, core: Core) -> httpx.AsyncClient:
     return make_client(core)
 
 
+WaitReady = Callable[[httpx.AsyncClient], Coroutine[Any, Any, httpx.Response]]
+
+
+@pytest.fixture
+def wait_ready() -> WaitReady:
+    """`/readyz` until it answers 200, as a kubelet would retry it: each check has a
+    2 s budget, which a loaded CI box can exceed once without anything being wrong."""
+
+    async def ready(http: httpx.AsyncClient) -> httpx.Response:
+        last: list[httpx.Response] = []
+
+        async def probe() -> httpx.Response | None:
+            last[:] = [await http.get("/readyz")]
+            return last[0] if last[0].status_code == 200 else None
+
+        try:
+            return await wait_for(probe, timeout=20, interval=0.2)  # type: ignore[no-any-return]
+        except AssertionError:
+            raise AssertionError(f"never ready: {last[0].text if last else '-'}") from None
+
+    return ready
+
+
 # ------------------------------------------------------------- the real process
 
 

@@ -31,9 +31,9 @@ def envelope(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, body["error"]["code"]
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+async def test_health_and_readiness(client: httpx.AsyncClient, wait_ready) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
+    ready = await wait_ready(client)
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
 
@@ -42,6 +42,7 @@ async def test_the_token_guards_the_api_but_not_health(
     make_core: Callable[[Settings], Core],
     make_client: Callable[..., httpx.AsyncClient],
     game_id: str,
+    wait_ready,
 ) -> None:
     client = make_client(make_core(make_settings(internal_api_token=TOKEN)))
     stop_body = {"Content-Type": "application/json"}
@@ -62,7 +63,7 @@ async def test_the_token_guards_the_api_but_not_health(
     assert (await client.get(RUNTIMES, headers=good)).status_code == 200
     assert envelope(await client.get(f"{RUNTIMES}/{game_id}", headers=good)) == (404, "not_found")
     assert (await client.get("/healthz")).status_code == 200
-    assert (await client.get("/readyz")).status_code == 200
+    assert (await wait_ready(client)).status_code == 200
 
 
 async def test_unknown_routes_and_methods_use_the_envelope(client: httpx.AsyncClient) -> None:
