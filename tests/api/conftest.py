@@ -4,21 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import shutil
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from harness import wait_for
-from pydantic import SecretStr
+from processes import RtmProcess, free_port, settings_env
 
 from rtm_api.app import create_app
 from rtm_core.bootstrap import Core
@@ -75,105 +68,40 @@ def wait_ready() -> WaitReady:
 # ------------------------------------------------------------- the real process
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """`RTMANAGER_*` variables that load back into `settings`."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, tuple | list):
-            text = ",".join(value)
-        elif isinstance(value, Enum):
-            text = str(value.value)
-        elif name == "game_state_dir_mode":
-            text = format(value, "04o")
-        else:
-            text = str(value)
-        env[f"RTMANAGER_{name.upper()}"] = text
-    return env
+@dataclass
+class Api:
+    """A running `rtm-api` and where it listens."""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiProcess:
-    """A running `rtm-api`, its JSON log lines as they arrive."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, addr: str) -> None:
-        self.proc = proc
-        self.base_url = f"http://{addr}"
-        self.logs: list[dict[str, Any]] = []
-        self.raw: list[str] = []
-        self._pump = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            text = line.decode(errors="replace").rstrip()
-            self.raw.append(text)
-            with contextlib.suppress(ValueError):
-                self.logs.append(json.loads(text))
+    process: RtmProcess
+    base_url: str
 
     def messages(self) -> list[str]:
-        return [str(entry.get("message")) for entry in self.logs]
+        return [str(line.get("message")) for line in self.process.lines]
 
-    async def wait_for_message(self, message: str, timeout: float = 30.0) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            if self.proc.returncode is not None and self._pump.done():
-                raise AssertionError(f"rtm-api exited {self.proc.returncode}: {self.raw}")
-            return next((e for e in self.logs if e.get("message") == message), None)
-
-        return await wait_for(found, timeout=timeout)  # type: ignore[no-any-return]
-
-    async def exit_code(self, timeout: float = 30.0) -> int:
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        await self._pump
+    async def exited(self, timeout: float = 30) -> int:
+        """The exit code of a process that stops by itself (or was already signalled)."""
+        assert self.process.proc is not None
+        code = await asyncio.wait_for(self.process.proc.wait(), timeout)
+        await self.process.close()  # reads the rest of its output
         return code
 
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-        self._pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._pump
 
-
-SpawnApi = Callable[..., Coroutine[Any, Any, ApiProcess]]
+SpawnApi = Callable[..., Coroutine[Any, Any, Api]]
 
 
 @pytest.fixture
 async def spawn_api() -> AsyncIterator[SpawnApi]:
-    """Start `rtm-api` with `settings` (plus raw `env` overrides); killed afterwards."""
-    command = shutil.which("rtm-api", path=os.path.dirname(sys.executable))
-    assert command, "the rtm-api console script is not installed in this venv"
-    started: list[ApiProcess] = []
+    """`spawn_api(settings, **extra)`: `rtm-api` with `settings` plus `extra` variables
+    (named without `RTMANAGER_`) on a free port; killed afterwards."""
+    started: list[RtmProcess] = []
 
-    async def spawn(settings: Settings, **env: str) -> ApiProcess:
+    async def spawn(settings: Settings, **extra: str) -> Api:
         addr = f"127.0.0.1:{free_port()}"
-        variables = {
-            "PATH": os.environ.get("PATH", ""),
-            "OTEL_TRACES_EXPORTER": "none",
-            "OTEL_METRICS_EXPORTER": "none",
-            **settings_env(settings),
-            "RTMANAGER_INTERNAL_HTTP_ADDR": addr,
-            **env,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            command,
-            env=variables,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        process = ApiProcess(proc, addr)
+        env = settings_env(settings, internal_http_addr=addr, **extra)
+        process = RtmProcess("rtm-api", env)
         started.append(process)
-        return process
+        return Api(await process.start(), f"http://{addr}")
 
     yield spawn
     for process in started:
-        await process.kill()
+        await process.close()

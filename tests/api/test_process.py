@@ -53,13 +53,12 @@ async def test_boots_serves_reports_readiness_and_stops_on_sigterm(
         docker_network=throwaway_network, internal_api_token=TOKEN, shutdown_timeout="10s"
     )
     api = await spawn_api(settings)
-    listening = await api.wait_for_message("internal http listening")
+    await api.process.wait_for_message("internal http listening")
     boot = [m for m in api.messages() if m in BOOT_LINES]
-    assert boot == BOOT_LINES, api.raw
+    assert boot == BOOT_LINES, api.process.output
+    (listening,) = api.process.logged("internal http listening")
     assert listening["addr"] == api.base_url.removeprefix("http://")
-    assert next(e for e in api.logs if e["message"] == "docker network found")["network"] == (
-        throwaway_network
-    )
+    assert api.process.logged("docker network found", network=throwaway_network)
 
     async with httpx.AsyncClient(base_url=api.base_url) as http:
         health = await http.get("/healthz")
@@ -90,8 +89,7 @@ async def test_boots_serves_reports_readiness_and_stops_on_sigterm(
         await wait_for(names_the_network, timeout=20, interval=0.2)
         assert (await http.get("/healthz")).status_code == 200
 
-    api.proc.send_signal(signal.SIGTERM)
-    assert await api.exit_code(timeout=15) == 0
+    assert await api.process.signal(signal.SIGTERM, timeout=15) == 0
     assert "shutdown complete" in api.messages()
 
 
@@ -101,7 +99,7 @@ async def test_sigterm_drains_a_request_in_flight(
     """SIGTERM arrives while a start holds the game's lease: the start still
     answers 200 with the running record, then the process exits 0."""
     api = await spawn_api(settings)
-    await api.wait_for_message("internal http listening")
+    await api.process.wait_for_message("internal http listening")
     try:
         async with httpx.AsyncClient(base_url=api.base_url, timeout=30) as http:
             request = asyncio.create_task(
@@ -112,11 +110,12 @@ async def test_sigterm_drains_a_request_in_flight(
                 )
             )
             await wait_for(lambda: redis.exists(f"rtmanager:game_lease:{game_id}"))
-            api.proc.send_signal(signal.SIGTERM)
+            assert api.process.proc is not None
+            api.process.proc.send_signal(signal.SIGTERM)
             response = await request
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "running"
-        assert await api.exit_code(timeout=15) == 0
+        assert await api.exited(timeout=15) == 0
         messages = api.messages()
         assert messages.index("shutdown requested") < messages.index("operation completed")
         assert messages[-1] == "shutdown complete"
@@ -128,9 +127,9 @@ async def test_sigterm_drains_a_request_in_flight(
 async def test_a_bad_value_exits_before_listening_naming_the_variable(
     spawn_api, settings: Settings
 ) -> None:
-    api = await spawn_api(settings, RTMANAGER_PROBE_INTERVAL="soon")
-    assert await api.exit_code() != 0
-    (failure,) = [e for e in api.logs if e.get("level") == "ERROR"]
+    api = await spawn_api(settings, probe_interval="soon")
+    assert await api.exited() != 0
+    (failure,) = [e for e in api.process.lines if e.get("level") == "ERROR"]
     assert failure["message"] == "invalid configuration"
     assert "RTMANAGER_PROBE_INTERVAL" in failure["error"]
     assert "internal http listening" not in api.messages()
@@ -142,10 +141,10 @@ async def test_a_missing_network_exits_non_zero_before_listening(
 ) -> None:
     missing = f"rtm-missing-{uuid.uuid4().hex[:8]}"
     api = await spawn_api(make_settings(docker_network=missing))
-    assert await api.exit_code() != 0
+    assert await api.exited() != 0
     messages = api.messages()
     assert [m for m in messages if m in BOOT_LINES] == BOOT_LINES[:4]
     assert "docker network found" not in messages
     assert "internal http listening" not in messages
-    (failure,) = [e for e in api.logs if e.get("level") == "ERROR"]
+    (failure,) = [e for e in api.process.lines if e.get("level") == "ERROR"]
     assert failure["message"] == "boot failed" and missing in failure["error"]
