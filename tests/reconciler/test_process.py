@@ -8,7 +8,8 @@ import time
 
 import aiodocker
 import httpx
-from reconciler.helpers import RtmProcess, free_port, settings_env, start_engine, vanish
+from processes import RtmProcess, free_port, settings_env
+from reconciler.helpers import start_engine, vanish
 
 from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
@@ -25,6 +26,11 @@ BOOT_LINES = [
     "reconciler initial pass completed",
 ]
 LEASE_TTL = 3
+COMMAND = "rtm-reconciler"
+
+
+def messages_of(proc: RtmProcess) -> list[str]:
+    return [line.get("message", "") for line in proc.lines]
 
 
 def process_env(settings: Settings, port: int) -> dict[str, str]:
@@ -45,18 +51,18 @@ async def test_boot_pass_completes_before_the_loops_start(
     record = await start_engine(core, game_id)
     await vanish(docker, record.current_container_id or "")
     port = free_port()
-    proc = RtmProcess(process_env(settings, port))
+    proc = RtmProcess(COMMAND, process_env(settings, port))
     try:
         await proc.start()
         await proc.wait_for_message("worker started", count=2)
 
-        messages = proc.messages()
+        messages = messages_of(proc)
         assert [m for m in messages if m in BOOT_LINES] == BOOT_LINES
         assert messages.index("reconciler initial pass completed") < messages.index(
             "worker started"
         )
-        initial = proc.first("reconciler initial pass completed")
-        assert initial is not None and initial["disposed"] == 1 and initial["records"] == 1
+        (initial,) = proc.logged("reconciler initial pass completed")
+        assert (initial["disposed"], initial["records"]) == (1, 1)
         after = await core.repos.get_record(game_id)
         assert after is not None and after.status == "removed"
 
@@ -67,7 +73,7 @@ async def test_boot_pass_completes_before_the_loops_start(
         assert await proc.signal(signal.SIGTERM) == 0
         workers = [line["worker"] for line in proc.lines if line["message"] == "worker started"]
         assert sorted(workers) == ["cleanup", "reconciler"]  # exactly one each
-        assert "leader lease released" in proc.messages()
+        assert "leader lease released" in messages_of(proc)
         assert len(proc.lines) == len(proc.raw), "every stdout line is a JSON log line"
     finally:
         await proc.close()
@@ -76,8 +82,8 @@ async def test_boot_pass_completes_before_the_loops_start(
 async def test_the_standby_runs_its_pass_and_takes_over_when_the_leader_dies(
     core: Core, settings: Settings, docker: aiodocker.Docker, game_id: str
 ) -> None:
-    leader = RtmProcess(process_env(settings, free_port()), name="leader")
-    standby = RtmProcess(process_env(settings, free_port()), name="standby")
+    leader = RtmProcess(COMMAND, process_env(settings, free_port()), name="leader")
+    standby = RtmProcess(COMMAND, process_env(settings, free_port()), name="standby")
     try:
         await leader.start()
         await leader.wait_for_message("worker started", count=2)
@@ -92,7 +98,7 @@ async def test_the_standby_runs_its_pass_and_takes_over_when_the_leader_dies(
         await standby.wait_for_message("reconciler initial pass completed", timeout=LEASE_TTL * 4)
         await standby.wait_for_message("worker started", count=2)
 
-        messages = standby.messages()
+        messages = messages_of(standby)
         assert "worker started" not in messages[: messages.index("leader lease acquired")]
         assert messages.index("reconciler initial pass completed") < messages.index(
             "worker started"
