@@ -27,30 +27,16 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
 
 import aiodocker
-import asyncpg
+from benchkit import IMAGE, bench_core, bounded, remove_stack
 
-from rtm_core import db
-from rtm_core.bootstrap import Core, redis_client, wire
-from rtm_core.docker import DockerEngine
+from rtm_core.bootstrap import Core
 from rtm_core.domain import OpSource, engine_endpoint
-from rtm_core.settings import load_settings
-from rtm_core.telemetry import Metrics
 from rtm_reconciler.reconciler import Reconciler
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGE = "galaxy/test-engine:1.0.0"
 TARGET_S = 2.0
 TRUNCATE = "TRUNCATE rtmanager.runtime_records, rtmanager.operation_log, rtmanager.health_snapshots"
 
@@ -71,72 +57,6 @@ class DockerTimes:
         ]
         self.calls.clear()
         return ", ".join(parts) or "-"
-
-
-@asynccontextmanager
-async def bench_core(times: DockerTimes) -> AsyncIterator[Core]:
-    server_dsn = os.environ.get("RTM_TEST_POSTGRES_DSN")
-    redis_addr = os.environ.get("RTM_TEST_REDIS_ADDR")
-    if not server_dsn or not redis_addr:
-        sys.exit("source .rtm-dev/test.env first (RTM_TEST_POSTGRES_DSN, RTM_TEST_REDIS_ADDR)")
-    subprocess.run([str(REPO / "scripts" / "build-test-engine.sh")], check=True)
-    tag = uuid.uuid4().hex[:8]
-    name, stack, network = f"rtm_bench_{tag}", f"bench-{tag}", f"rtm-bench-{tag}"
-    conn = await asyncpg.connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    client = aiodocker.Docker()
-    await client.networks.create({"Name": network, "Driver": "bridge"})
-    state_root = Path(tempfile.mkdtemp(prefix="rtm-bench-"))
-    settings = load_settings(
-        postgres_primary_dsn=f"{server_dsn.rsplit('/', 1)[0]}/{name}"
-        "?search_path=rtmanager&sslmode=disable",
-        redis_master_addr=redis_addr,
-        docker_network=network,
-        stack=stack,
-        game_state_root=state_root,
-        game_state_owner_uid=os.getuid(),
-        game_state_owner_gid=os.getgid(),
-        image_pull_policy="never",
-        container_stop_timeout_seconds=5,
-        lobby_internal_base_url="http://127.0.0.1:9",
-        redis_health_events_stream=f"{stack}:runtime:health_events",
-        redis_job_results_stream=f"{stack}:runtime:job_results",
-        notification_intents_stream=f"{stack}:notification:intents",
-    )
-    engine = db.create_engine(settings.postgres_primary_dsn)
-    await db.migrate(engine)
-    docker = DockerEngine.from_settings(settings, times.record)
-    core = wire(settings, engine, redis_client(settings), docker, Metrics(), "bench")
-    try:
-        yield core
-    finally:
-        await remove_stack(client, stack)
-        await (await client.networks.get(network)).delete()
-        await client.close()
-        await core.redis.delete(settings.redis_health_events_stream)
-        await core.aclose()
-        conn = await asyncpg.connect(server_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-        subprocess.run(["rm", "-rf", str(state_root)], check=False)
-
-
-async def bounded(n: int, coros: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(n)
-
-    async def one(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(one(c) for c in coros))
-
-
-async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
-    listed = await client.containers.list(
-        all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
-    )
-    await bounded(16, [c.delete(force=True) for c in listed])
 
 
 async def reset(core: Core) -> None:
@@ -268,7 +188,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     times = DockerTimes()
-    async with bench_core(times) as core:
+    async with bench_core(times.record) as core:
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"target: one pass ≤ {TARGET_S:.1f}s (SPEC §10); {os.cpu_count()} CPUs, load {load}")
         await real_engines(core, times, args.real)
