@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 from harness import wait_for
-from jobs.helpers import JobsProcess
-from reconciler.helpers import free_port, settings_env
+from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
 
 from rtm_core.bootstrap import Core
@@ -22,7 +21,7 @@ from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler
 
 RunJobs = Callable[..., Coroutine[Any, Any, list[JobConsumer]]]
-SpawnJobs = Callable[..., Coroutine[Any, Any, JobsProcess]]
+SpawnJobs = Callable[..., Coroutine[Any, Any, RtmProcess]]
 
 
 @pytest.fixture
@@ -73,11 +72,11 @@ async def _group_exists(redis: Redis, loop: JobConsumer) -> bool:
 async def spawn_jobs() -> AsyncIterator[SpawnJobs]:
     """`await spawn_jobs(settings, **RTMANAGER_overrides)`: a booted `rtm-jobs` whose two
     loops have started; killed at the end whatever happened."""
-    started: list[JobsProcess] = []
+    started: list[RtmProcess] = []
 
-    async def spawn(settings: Settings, **extra: str) -> JobsProcess:
+    async def spawn(settings: Settings, **extra: str) -> RtmProcess:
         env = settings_env(settings, ops_http_addr=f"127.0.0.1:{free_port()}", **extra)
-        process = JobsProcess(env, name="rtm-jobs")
+        process = RtmProcess("rtm-jobs", env, name=extra.get("jobs_consumer_name"))
         started.append(process)
         await process.start()
         await process.wait_for_message("worker started", count=2)

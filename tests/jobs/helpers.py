@@ -1,13 +1,8 @@
-"""Helpers of the rtm-jobs suite: writing jobs as Lobby does, reading results,
-and the real `rtm-jobs` console command as a subprocess."""
+"""Helpers of the rtm-jobs suite: writing jobs as Lobby does, reading results."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from harness import stream_entries, wait_for
-from reconciler.helpers import COMMAND, RtmProcess
 from redis.asyncio import Redis
 
 from rtm_core.lease import GAME_LEASE_PREFIX
@@ -68,20 +63,3 @@ async def hold_lease(redis: Redis, game_id: str) -> str:
     key = GAME_LEASE_PREFIX + game_id
     await redis.set(key, "held-by-test", px=30_000)
     return key
-
-
-class JobsProcess(RtmProcess):
-    """One `rtm-jobs` subprocess (the reconciler suite's runner, another command)."""
-
-    async def start(self) -> JobsProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            str(COMMAND.parent / self.name),
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    def completed(self) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("message") == "job completed"]

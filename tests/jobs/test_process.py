@@ -42,11 +42,10 @@ async def test_boots_answers_a_job_and_stops_cleanly_on_sigterm(
 ) -> None:
     settings = core.settings  # `core` removes this test's engines afterwards
     jobs = await spawn_jobs(settings, shutdown_timeout="10s")
-    boot = [
-        m for i, m in enumerate(jobs.messages()) if m in BOOT_LINES and m not in jobs.messages()[:i]
-    ]
+    messages = [line.get("message") for line in jobs.lines]
+    boot = [m for i, m in enumerate(messages) if m in BOOT_LINES and m not in messages[:i]]
     assert boot == BOOT_LINES, jobs.output
-    started = sorted(line["worker"] for line in jobs.lines if line["message"] == "worker started")
+    started = sorted(line["worker"] for line in jobs.logged("worker started"))
     assert started == WORKERS
 
     ops = f"http://{jobs.env['RTMANAGER_OPS_HTTP_ADDR']}"
@@ -62,13 +61,10 @@ async def test_boots_answers_a_job_and_stops_cleanly_on_sigterm(
     await wait_for(lambda: _get(redis, "rtmanager:stream_offsets:startjobs", entry))
 
     assert await jobs.signal(signal.SIGTERM, timeout=15) == 0
-    messages = jobs.messages()
-    assert messages.count("worker started") == 2  # once per loop, at boot only
-    assert sorted(line["worker"] for line in jobs.lines if line["message"] == "worker stopped") == (
-        WORKERS
-    )
-    assert messages.count("stream offset persisted") == 2
-    assert messages[-1] == "shutdown complete"
+    assert len(jobs.logged("worker started")) == 2  # once per loop, at boot only
+    assert sorted(line["worker"] for line in jobs.logged("worker stopped")) == WORKERS
+    assert len(jobs.logged("stream offset persisted")) == 2
+    assert jobs.lines[-1]["message"] == "shutdown complete"
     assert await nothing_pending(redis, settings)
 
 
@@ -95,9 +91,9 @@ async def test_two_replicas_share_the_streams_one_result_per_job(
     results = await wait_results(redis, settings, len(entries), timeout=40)
     await wait_for(lambda: nothing_pending(redis, settings))
     assert len(await redis.xrange(settings.redis_job_results_stream)) == len(entries)
-    ran = [line["entry_id"] for line in a.completed() + b.completed()]
+    ran = [line["entry_id"] for line in a.logged("job completed") + b.logged("job completed")]
     assert sorted(ran) == sorted(entries)  # each job ran exactly once, on one replica
-    assert a.completed() and b.completed()  # both replicas took a share
+    assert a.logged("job completed") and b.logged("job completed")  # both took a share
 
     for g in games:
         mine = [(r["outcome"], r["error_code"]) for r in results if r["game_id"] == g]
@@ -141,8 +137,8 @@ async def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(
     assert (result["game_id"], result["outcome"], result["error_code"]) == (game_id, "success", "")
     await wait_for(lambda: nothing_pending(redis, settings))
     assert len(await redis.xrange(settings.redis_job_results_stream)) == 1
-    assert [line["entry_id"] for line in survivor.completed()] == [entry]
-    claimed = survivor.first("claimed idle entries")
-    assert claimed is not None and claimed["entry_ids"] == [entry]
+    assert [line["entry_id"] for line in survivor.logged("job completed")] == [entry]
+    (claimed,) = survivor.logged("claimed idle entries")
+    assert claimed["entry_ids"] == [entry]
     (container,) = await containers_of(docker, game_id)
     assert container.id == result["container_id"]

@@ -9,6 +9,7 @@ offset keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -356,3 +357,53 @@ async def test_a_lost_group_is_recreated_and_consumption_goes_on(
     await start_job(redis, settings, f"{game_id}-b")
     _, second = await wait_results(redis, settings, 2)
     assert (second["game_id"], second["outcome"]) == (f"{game_id}-b", "success")
+
+
+async def test_a_job_running_longer_than_the_claim_idle_is_not_claimed_by_a_peer(
+    make_settings: Callable[..., Settings],
+    make_core: Callable[[Settings], Core],
+    run_jobs: RunJobs,
+    redis: Redis,
+    game_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    core = make_core(make_settings(jobs_claim_idle="300ms"))
+    settings = core.settings
+    lease = await hold_lease(redis, game_id)
+    await run_jobs(core, consumer="replica-a")
+    await run_jobs(core, consumer="replica-b")
+    entry = await start_job(redis, settings, game_id)
+    stream, group = settings.redis_start_jobs_stream, settings.jobs_consumer_group
+
+    async def delivered() -> list:
+        return await redis.xpending_range(stream, group, min=entry, max=entry, count=1)
+
+    (first,) = await wait_for(delivered)
+    # The job waits for the lease four claim-idle periods; its replica keeps it.
+    await asyncio.sleep(1.2)
+    (still,) = await delivered()
+    assert (still["consumer"], still["times_delivered"]) == (first["consumer"], 1)
+
+    await redis.delete(lease)
+    (result,) = await wait_results(redis, settings, 1)
+    assert result["outcome"] == "success"
+    await wait_for(lambda: nothing_pending(redis, settings))
+    assert await redis.xlen(settings.redis_job_results_stream) == 1
+    assert not [r for r in caplog.records if r.message == "claimed idle entries"]
+
+
+async def test_a_replica_restarted_under_its_name_runs_its_own_pending_entries_first(
+    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str
+) -> None:
+    settings = core.settings  # claim idle 60 s: only the own-entries read can pick it up
+    stream, group = settings.redis_start_jobs_stream, settings.jobs_consumer_group
+    await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    await start_job(redis, settings, game_id)
+    # The previous life of "replica-x" read the entry and was killed before answering.
+    await redis.xreadgroup(group, "replica-x", {stream: ">"}, count=1)
+
+    await run_jobs(core, consumer="replica-x")
+    (result,) = await wait_results(redis, settings, 1)
+    assert (result["game_id"], result["outcome"], result["error_code"]) == (game_id, "success", "")
+    await wait_for(lambda: nothing_pending(redis, settings))

@@ -34,13 +34,16 @@ One iteration of a consumer loop
 --------------------------------
 1. every claim interval: XAUTOCLAIM entries idle longer than
    `RTMANAGER_JOBS_CLAIM_IDLE` (a replica died mid-job), up to the free slots;
-2. every touch interval: reset the idle time of this consumer's in-flight
-   entries, so a long job is not claimed away from a live replica;
-3. every few seconds: XINFO GROUPS → `rtmanager.stream_pending` / `stream_lag`;
-4. wait (≤ `READ_BLOCK_SECONDS`) for a free slot, then XREADGROUP up to
+2. every few seconds: XINFO GROUPS → `rtmanager.stream_pending` / `stream_lag`;
+3. wait (≤ `READ_BLOCK_SECONDS`) for a free slot, then XREADGROUP up to
    `free` entries — this consumer's own pending entries first after boot,
    then `>` blocking ≤ `READ_BLOCK_SECONDS`;
-5. hand each entry to the `JobScheduler` keyed by its game_id; beat.
+4. hand each entry to the `JobScheduler` keyed by its game_id; beat.
+
+Beside the loop, a keeper task resets the idle time of this consumer's
+in-flight entries every third of the claim idle, so a job that runs longer
+than that (a stop waiting out its timeout, a lease wait) is not claimed away
+from a live replica.
 
 Each job: decode → `core.lifecycle.start/stop` → XADD the result → XACK and
 move the offset (one script, `rtm_jobs.offsets`). Nothing is acknowledged
@@ -60,6 +63,7 @@ import logging
 import os
 import socket
 import time
+from contextlib import suppress
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -151,7 +155,7 @@ class JobConsumer:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._own_cursor: str | None = "0"  # this consumer's pending entries, read once
         self._claim_cursor = "0-0"
-        self._due = {"claim": 0.0, "touch": 0.0, "metrics": 0.0}
+        self._due = {"claim": 0.0, "metrics": 0.0}
 
     @property
     def _log_fields(self) -> dict[str, str]:
@@ -164,12 +168,16 @@ class JobConsumer:
         registry.register(self.name, BEAT_INTERVAL)
         log.info("worker started", extra={"worker": self.name, **self._log_fields})
         reader = redis_client(self.core.settings, decode_responses=False)
+        keeper = asyncio.create_task(self._keep_claimed(), name=f"{self.name}:keeper")
         try:
             await self._consume(stop, reader)
         finally:
             try:
                 await self._drain()
             finally:
+                keeper.cancel()
+                with suppress(asyncio.CancelledError):
+                    await keeper
                 await reader.aclose()
                 registry.unregister(self.name)
                 log.info("worker stopped", extra={"worker": self.name, **self._log_fields})
@@ -209,14 +217,24 @@ class JobConsumer:
         if self._due_now("claim", self.claim_every) and self.scheduler.free > 0:
             for entry_id, raw in await self._claim(reader, self.scheduler.free):
                 self._dispatch(entry_id, raw)
-        if self._due_now("touch", self.touch_every) and self._inflight:
-            await self.state.touch(list(self._inflight))
         if self._due_now("metrics", METRICS_INTERVAL):
             pending, lag = await self.state.backlog()
             metrics = self.core.metrics
             metrics.stream_pending.set(float(pending), stream=self.stream, group=self.group)
             if lag is not None:
                 metrics.stream_lag.set(float(lag), stream=self.stream, group=self.group)
+
+    async def _keep_claimed(self) -> None:
+        """Reset the idle time of this consumer's in-flight entries every third of the
+        claim idle, on its own beat (reads block), and through the drain at stop."""
+        while True:
+            await asyncio.sleep(self.touch_every)
+            if not self._inflight:
+                continue
+            try:
+                await self.state.touch(list(self._inflight))
+            except Exception:
+                log.warning("could not keep in-flight entries claimed", extra=self._log_fields)
 
     async def _read(self, reader: Redis, count: int) -> list[Entry]:
         if self._own_cursor is not None:
@@ -294,10 +312,17 @@ class JobConsumer:
                 result = job_result(game_id, outcome)
                 try:
                     await self.core.publishers.job_result(result)
-                    offset = await self.state.ack(entry_id)
                 except Exception:
                     log.exception(
                         "job result not published; entry left pending for a retry",
+                        extra={"entry_id": entry_id, **self._log_fields},
+                    )
+                    return
+                try:
+                    offset = await self.state.ack(entry_id)
+                except Exception:
+                    log.exception(
+                        "job result published but the entry not acknowledged; it will run again",
                         extra={"entry_id": entry_id, **self._log_fields},
                     )
                     return
