@@ -25,6 +25,17 @@ from pydantic import SecretStr
 from rtm_core.settings import Settings
 
 BIN = Path(sys.executable).parent
+#: SPEC §2: the boot lines every process logs, in this order (the reconciler
+#: then adds `reconciler initial pass completed`).
+BOOT_LINES = [
+    "migrations applied",
+    "postgres ping ok",
+    "redis ping ok",
+    "docker ping ok",
+    "docker network found",
+    "telemetry exporter started",
+    "internal http listening",
+]
 
 
 def free_port() -> int:

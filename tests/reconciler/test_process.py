@@ -8,23 +8,14 @@ import time
 
 import aiodocker
 import httpx
-from processes import RtmProcess, free_port, settings_env
+from processes import BOOT_LINES, RtmProcess, free_port, settings_env
 from reconciler.helpers import start_engine, vanish
 
 from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
 
 #: SPEC §2, in this order, for this process.
-BOOT_LINES = [
-    "migrations applied",
-    "postgres ping ok",
-    "redis ping ok",
-    "docker ping ok",
-    "docker network found",
-    "telemetry exporter started",
-    "internal http listening",
-    "reconciler initial pass completed",
-]
+RECONCILER_BOOT_LINES = [*BOOT_LINES, "reconciler initial pass completed"]
 LEASE_TTL = 3
 COMMAND = "rtm-reconciler"
 
@@ -57,7 +48,7 @@ async def test_boot_pass_completes_before_the_loops_start(
         await proc.wait_for_message("worker started", count=2)
 
         messages = messages_of(proc)
-        assert [m for m in messages if m in BOOT_LINES] == BOOT_LINES
+        assert [m for m in messages if m in RECONCILER_BOOT_LINES] == RECONCILER_BOOT_LINES
         assert messages.index("reconciler initial pass completed") < messages.index(
             "worker started"
         )
