@@ -92,7 +92,8 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
     "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
 find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
 find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
-find "$rootfs/usr/lib/python3.11" -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
+# Keep the stdlib's __pycache__: RTM runs with a read-only root and
+# PYTHONDONTWRITEBYTECODE, so without it every start recompiles the stdlib.
 
 log "importing as $pinned"
 tar --numeric-owner -C "$rootfs" -c . | docker import \
