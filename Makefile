@@ -17,7 +17,7 @@ TEST_ENV := $(RTM_DEV_DIR)/test.env
 
 PACKAGES := libs/rtm-core services/rtm-api services/rtm-jobs services/rtm-watcher services/rtm-reconciler
 DEV_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 testcontainers==4.15.0 tox==4.67.15 \
-	ruff==0.17.6 mypy==2.4.1
+	ruff==0.17.6 mypy==2.4.1 PyYAML==6.0.3 kubernetes-validate==1.37.0
 LINT_PATHS := libs services tests migrations bench
 PYTEST_ARGS ?=
 
@@ -55,3 +55,39 @@ lint: venv ## ruff check, ruff format --check, mypy (strict on rtm_core)
 # non-zero exit, and it must stay that way (an empty run proves nothing).
 test: deps venv engine-image lint ## everything CI runs: deps, venv, images, lint, pytest
 	source $(TEST_ENV) && $(BIN)/pytest $(PYTEST_ARGS)
+
+# ===================================================================== deploy
+# Images, the compose stack and the Helm chart (deploy/, docs/deploy.md).
+# Compose settings: shell > deploy/compose/.env > .rtm-dev/images.env (what
+# the last `make images` built: offline path -> rtm-postgres/rtm-redis) >
+# the compose file's defaults. Nothing here is exported to other targets.
+
+RTM_VERSION ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' libs/rtm-core/pyproject.toml | head -n1)
+RTM_IMAGE ?= galaxy/rtm:$(RTM_VERSION)
+DEPLOY_ENV := RTM_VERSION=$(RTM_VERSION) RTM_IMAGE=$(RTM_IMAGE)
+COMPOSE := $(DEPLOY_ENV) deploy/scripts/compose.sh
+SERVICE ?=
+
+.PHONY: images up down down-engines logs ps helm-check
+
+images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offline)
+	deploy/scripts/ensure-docker.sh
+	$(DEPLOY_ENV) deploy/images/build.sh
+
+up: ## Docker, images, galaxy-net, compose up -d, wait for /readyz (RTM_UP_TIMEOUT)
+	$(DEPLOY_ENV) deploy/scripts/up.sh
+
+down: ## remove the stack's containers, networks, volumes (not game state, not engines)
+	$(COMPOSE) down -v --remove-orphans
+
+down-engines: ## remove this stack's engine containers (owner=rtmanager + stack labels)
+	deploy/scripts/down-engines.sh
+
+logs: ## last 200 log lines (SERVICE=rtm-api for one, FOLLOW=1 to follow)
+	$(COMPOSE) logs --tail=200 $(if $(FOLLOW),--follow) $(SERVICE)
+
+ps: ## the stack's containers and their health
+	$(COMPOSE) ps
+
+helm-check: ## helm lint + template (default, ci values) + kubernetes-validate --strict
+	deploy/helm/check.sh
