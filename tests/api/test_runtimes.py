@@ -7,6 +7,7 @@ Requests mirror the curl lines: same method, path, headers and raw body
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC
@@ -287,14 +288,15 @@ async def test_stop_keeps_the_container_and_records_stopped(
     ]
 
 
-@pytest.mark.parametrize(
-    "reason", ["orphan_cleanup", "cancelled", "finished", "admin_request", "timeout"]
-)
-async def test_every_reason_of_001_stops(
-    client: httpx.AsyncClient, core: Core, game_id: str, reason: str
-) -> None:
-    ok(await start(client, game_id))
-    assert ok(await stop(client, game_id, reason))["status"] == "stopped"
+async def test_every_reason_of_001_stops(client: httpx.AsyncClient, game_id: str) -> None:
+    reasons = ["orphan_cleanup", "cancelled", "finished", "admin_request", "timeout"]
+    games = [f"{game_id}-{reason}" for reason in reasons]
+    for started in await asyncio.gather(*(start(client, game) for game in games)):
+        ok(started)
+    stopped = await asyncio.gather(
+        *(stop(client, g, r) for g, r in zip(games, reasons, strict=True))
+    )
+    assert [ok(response)["status"] for response in stopped] == ["stopped"] * len(reasons)
 
 
 async def test_a_bad_reason_is_invalid_request_and_touches_nothing(
@@ -344,27 +346,19 @@ async def test_patch_moves_to_the_new_patch_version(
     assert (latest.op_kind, latest.image_ref, latest.previous_image_ref) == ("patch", V102, V100)
 
 
-@pytest.mark.parametrize(
-    ("target", "code"),
-    [
+async def test_a_refused_patch_is_400_and_touches_nothing(
+    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+) -> None:
+    first = ok(await start(client, game_id, V100))
+    for target, code in (
         (NOT_SEMVER, "image_ref_not_semver"),
         (V110, "semver_patch_only"),
         (V200, "semver_patch_only"),
-    ],
-)
-async def test_a_refused_patch_is_400_and_touches_nothing(
-    client: httpx.AsyncClient,
-    core: Core,
-    docker: aiodocker.Docker,
-    game_id: str,
-    target: str,
-    code: str,
-) -> None:
-    first = ok(await start(client, game_id, V100))
-    assert error(await patch(client, game_id, target))[:2] == (400, code)
-    c = await container(docker, f"galaxy-game-{game_id}")
-    assert c["Id"] == first["current_container_id"] and c["State"]["Running"]
-    assert ok(await probe(client, game_id)) == first
+    ):
+        assert error(await patch(client, game_id, target))[:2] == (400, code), target
+        c = await container(docker, f"galaxy-game-{game_id}")
+        assert c["Id"] == first["current_container_id"] and c["State"]["Running"]
+        assert ok(await probe(client, game_id)) == first
 
 
 # ------------------------------------------------------------------ cleanup
@@ -464,16 +458,18 @@ async def test_operations_are_newest_first_with_the_callers_source(
 ) -> None:
     ok(await start(client, game_id))  # X-Galaxy-Caller: gm
     ok(await stop(client, game_id))  # admin
-    ok(await client.post(f"{RUNTIMES}/{game_id}/restart"))  # no header → admin_rest
-    ok(await client.post(f"{RUNTIMES}/{game_id}/restart", headers={"X-Galaxy-Caller": "gm"}))
-    ok(await client.post(f"{RUNTIMES}/{game_id}/restart", headers={"X-Galaxy-Caller": "lobby"}))
+    # Replays of the stop (no Docker call) with other callers:
+    for caller in ({}, GM, {"X-Galaxy-Caller": "lobby"}):  # → admin_rest, gm_rest, admin_rest
+        ok(await post_json(client, game_id, "stop", caller, '{"reason": "finished"}'))
+    ok(await client.post(f"{RUNTIMES}/{game_id}/restart", headers=GM))
 
     body = ok(await client.get(f"{RUNTIMES}/{game_id}/operations", headers=ADMIN))
     items = body["items"]
     assert [(i["op_kind"], i["op_source"]) for i in items] == [
-        ("restart", "admin_rest"),
         ("restart", "gm_rest"),
-        ("restart", "admin_rest"),
+        ("stop", "admin_rest"),
+        ("stop", "gm_rest"),
+        ("stop", "admin_rest"),
         ("stop", "admin_rest"),
         ("start", "gm_rest"),
     ]
