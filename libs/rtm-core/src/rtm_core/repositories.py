@@ -73,6 +73,7 @@ class Repositories:
         async with self._sessions() as s:
             return (await s.execute(query)).scalars().all()
 
+    @traced
     async def stopped_before(self, cutoff: datetime) -> Sequence[RuntimeRecord]:
         """`stopped` records whose `stopped_at` is older than `cutoff` (retention cleanup)."""
         query = (
