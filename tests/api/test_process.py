@@ -14,19 +14,11 @@ import aiodocker
 import httpx
 import pytest
 from harness import wait_for
+from processes import BOOT_LINES
 from redis.asyncio import Redis
 
 from rtm_core.settings import Settings
 
-BOOT_LINES = [
-    "migrations applied",
-    "postgres ping ok",
-    "redis ping ok",
-    "docker ping ok",
-    "docker network found",
-    "telemetry exporter started",
-    "internal http listening",
-]
 TOKEN = "process-test-token"
 
 
