@@ -35,9 +35,11 @@ class LoopRegistry:
         self._metrics = metrics
         self._beats: dict[str, _Beat] = {}
 
-    def register(self, name: str, interval: float) -> None:
-        # A fresh loop gets one full allowance before it counts as wedged.
-        self._beats[name] = _Beat(max_age=interval * STALE_AFTER_INTERVALS, last=time.monotonic())
+    def register(self, name: str, interval: float, first_delay: float = 0.0) -> None:
+        # A fresh loop gets one full allowance (after any first delay) before it is wedged.
+        self._beats[name] = _Beat(
+            max_age=interval * STALE_AFTER_INTERVALS, last=time.monotonic() + first_delay
+        )
         self._metrics.loop_age.set(0.0, worker=name)
 
     def unregister(self, name: str) -> None:
@@ -71,6 +73,8 @@ class PeriodicLoop(ABC):
 
     name: str
     interval: float
+    #: Seconds to wait before the first iteration (e.g. right after a boot pass).
+    first_run_delay: float = 0.0
 
     def __init__(self, registry: LoopRegistry) -> None:
         self._registry = registry
@@ -79,9 +83,11 @@ class PeriodicLoop(ABC):
     async def run_once(self) -> None: ...
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._registry.register(self.name, self.interval)
+        self._registry.register(self.name, self.interval, self.first_run_delay)
         log.info("worker started", extra={"worker": self.name, "interval_s": self.interval})
         try:
+            if self.first_run_delay and await sleep_until(stop, self.first_run_delay):
+                return
             while not stop.is_set():
                 try:
                     await self.run_once()

@@ -162,6 +162,8 @@ class Reconciler(GamePass):
     ) -> None:
         super().__init__(core, stop)
         self.interval = core.settings.reconcile_interval
+        # The boot pass (before_workers) has just run: the loop's first pass waits one interval.
+        self.first_run_delay = self.interval
         self._concurrency = concurrency
 
     async def boot_pass(self) -> None:

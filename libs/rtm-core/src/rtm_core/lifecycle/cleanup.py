@@ -54,4 +54,6 @@ async def cleanup(
         source=source,
         body=body,
         lease_wait=lease_wait,
+        # Retention skips a busy game quietly (next pass); a caller's cleanup records it.
+        record_conflicts=stopped_before is None,
     )

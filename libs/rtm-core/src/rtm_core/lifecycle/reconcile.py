@@ -16,6 +16,8 @@ from rtm_core.domain import (
     OpSource,
     RuntimeStatus,
     engine_endpoint,
+    is_valid_game_id,
+    require_game_id,
 )
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import state_path
@@ -87,8 +89,14 @@ async def observed_exited(deps: LifecycleDeps, game_id: str) -> bool:
 
 
 async def adopt(deps: LifecycleDeps, container: ContainerInfo) -> bool:
-    """A container of ours (owner + stack) with no live record → a new record."""
-    game_id = container.game_id or ""
+    """A container of ours (owner + stack) with no live record → a new record.
+
+    A label that is not a valid game_id never becomes a record, a lease key or
+    a state path: such a container is left alone.
+    """
+    if not is_valid_game_id(container.game_id):
+        return False
+    game_id = require_game_id(container.game_id)
 
     async def body(entry: OperationLogEntry) -> OperationResult:
         record = await deps.repos.get_record(game_id)
