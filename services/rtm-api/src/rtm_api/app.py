@@ -6,6 +6,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.trace import TracerProvider
 
 from rtm_api.errors import install_error_handlers
@@ -43,7 +44,17 @@ class RtmApi(FastAPI):
 
 
 def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """The app over a booted core. Routes use `core` per request only."""
+    """The app over a booted core. Routes use `core` per request only.
+
+    Telemetry is FastAPI's native OpenTelemetry support, on the global
+    providers `rtm_core.telemetry` installs (or `tracer_provider`): one server
+    span and `http.server.request.duration` per request. Its per-step spans
+    (dependencies, endpoint, serialisation) stay off to keep a read cheap, and
+    its OTel log records too: RTM logs through the root logger.
+    """
+    telemetry: TelemetryConfig = {"operation_spans": False, "logs": False}
+    if tracer_provider is not None:
+        telemetry["tracer_provider"] = tracer_provider
     app = RtmApi(
         title="RTM internal API",
         summary="Galaxy Runtime Manager: start, stop, restart, patch, clean up and read "
@@ -52,9 +63,10 @@ def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> 
         openapi_url=OPENAPI_URL,
         docs_url=None,
         redoc_url=None,
+        telemetry=telemetry,
     )
     install_error_handlers(app)
-    app.add_middleware(RequestMiddleware, tracer_provider=tracer_provider)
+    app.add_middleware(RequestMiddleware)
     app.include_router(health_router(core))
     app.include_router(runtimes_router(core))
     return app
