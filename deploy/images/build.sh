@@ -120,7 +120,18 @@ if [[ "$path" == offline ]]; then
     elif [[ "$(cat "$wheels/rtm/.hash" 2>/dev/null)" != "$src_hash" ]]; then
         log "RTM sources changed: rebuilding the five RTM wheels only"
         rm -f "$wheels/rtm"/*.whl
-        (cd "$repo" && run pip-wheel-rtm "$PYTHON" -m pip wheel --no-deps --wheel-dir "$wheels/rtm" "${pkgs[@]/#/./}")
+        # A cached venv with the pinned build backend: no isolated build env
+        # per package (~25 s -> ~3 s for the five wheels).
+        backend="$(sed -n 's/^requires *= *\["\(hatchling[^"]*\)"\]/\1/p' "$repo/libs/rtm-core/pyproject.toml" | head -n1)"
+        bvenv="$dev_dir/cache/wheel-build"
+        if [[ "$(cat "$bvenv/.backend" 2>/dev/null)" != "$backend" ]]; then
+            rm -rf "$bvenv"
+            run wheel-build-venv "$PYTHON" -m venv "$bvenv"
+            run wheel-build-venv "$bvenv/bin/pip" install --disable-pip-version-check "${backend:-hatchling}"
+            echo "$backend" >"$bvenv/.backend"
+        fi
+        (cd "$repo" && run pip-wheel-rtm "$bvenv/bin/python" -m pip wheel --no-deps \
+            --no-build-isolation --wheel-dir "$wheels/rtm" "${pkgs[@]/#/./}")
         echo "$src_hash" >"$wheels/rtm/.hash"
         log "rtm wheels rebuilt in $(( $(now) - t ))s"
     else
