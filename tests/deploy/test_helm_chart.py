@@ -272,6 +272,10 @@ def test_service_monitor_targets_the_metrics_service(full: list[Manifest]) -> No
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    # The alert rules select job="rtm-<component>".
+    (job,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    assert job["sourceLabels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
+    assert job["replacement"] == "rtm-${1}"
     assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
     cm = by_name(full, "ConfigMap")["rtm"]["data"]
     assert cm["OTEL_METRICS_EXPORTER"] == "prometheus"
