@@ -177,7 +177,7 @@ from rtm_core.telemetry import Metrics
 metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
 metrics.leader.set(1.0, role="watcher", instance="watcher-a:1")
 metrics.loop_age.set(500.0, worker="probe_worker")
-metrics.loop_age.set(900.0, worker="events_listener")
+metrics.loop_age.set(1.0, worker="events_listener")
 metrics.loop_age.set(5.0, worker="inspect_worker")
 metrics.health_events.add(1, {"event_type": "container_oom"})
 start_http_server(int(sys.argv[1]), addr="127.0.0.1")
