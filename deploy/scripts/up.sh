@@ -54,6 +54,15 @@ elif [[ "$(stat -c %u "$state_root")" != "$rtm_uid" && "$rtm_uid" != 0 ]]; then
     say "state root $state_root handed to uid $rtm_uid (content untouched)"
 fi
 
+# curl is not on every fresh Debian; python3 always is.
+http_ok() {
+    if command -v curl >/dev/null; then
+        curl -fsS -m 3 "$1" >/dev/null 2>&1
+    else
+        python3 -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=3)' "$1" >/dev/null 2>&1
+    fi
+}
+
 dump_failing() {
     say "services not ready after $(elapsed)s:"
     "${compose[@]}" ps >&2 || true
@@ -79,7 +88,7 @@ port="$(env_get RTM_API_PORT 8096)"
 deadline=$(( $(date +%s) + timeout_s ))
 ready=0
 while (( $(date +%s) < deadline )); do
-    if curl -fsS -m 3 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+    if http_ok "http://127.0.0.1:$port/readyz"; then
         unhealthy=0
         for svc in rtm-api rtm-jobs rtm-watcher rtm-reconciler; do
             for cid in $("${compose[@]}" ps -q "$svc" 2>/dev/null); do
