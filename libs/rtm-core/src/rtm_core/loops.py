@@ -34,6 +34,8 @@ class LoopRegistry:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._beats: dict[str, _Beat] = {}
+        # Ages are computed when metrics are collected, not only when /readyz runs.
+        metrics.loop_age.refresh_with(self.refresh_gauges)
 
     def register(self, name: str, interval: float, first_delay: float = 0.0) -> None:
         # A fresh loop gets one full allowance (after any first delay) before it is wedged.
@@ -43,7 +45,9 @@ class LoopRegistry:
         self._metrics.loop_age.set(0.0, worker=name)
 
     def unregister(self, name: str) -> None:
+        """A stopped loop (a standby after losing the lease) stops exporting its age."""
         self._beats.pop(name, None)
+        self._metrics.loop_age.discard(worker=name)
 
     def beat(self, name: str) -> None:
         if (beat := self._beats.get(name)) is not None:
@@ -52,8 +56,8 @@ class LoopRegistry:
 
     def refresh_gauges(self) -> None:
         now = time.monotonic()
-        for name, beat in self._beats.items():
-            self._metrics.loop_age.set(round(now - beat.last, 3), worker=name)
+        for name, beat in list(self._beats.items()):
+            self._metrics.loop_age.set(round(max(now - beat.last, 0.0), 3), worker=name)
 
     def stale(self) -> list[str]:
         self.refresh_gauges()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+
+from rtm_core.domain import HealthEventType
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,19 @@ class GaugeValues:
     def __init__(self) -> None:
         self._values: dict[tuple[tuple[str, str], ...], float] = {}
         self._lock = threading.Lock()
+        self._refresher: Callable[[], None] | None = None
+
+    def refresh_with(self, refresher: Callable[[], None]) -> None:
+        """Have `refresher` recompute the values at every collection (e.g. ages)."""
+        self._refresher = refresher
 
     def set(self, value: float, **attributes: str) -> None:
         with self._lock:
             self._values[tuple(sorted(attributes.items()))] = value
+
+    def discard(self, **attributes: str) -> None:
+        with self._lock:
+            self._values.pop(tuple(sorted(attributes.items())), None)
 
     def replace(self, values: Mapping[tuple[tuple[str, str], ...], float]) -> None:
         with self._lock:
@@ -82,6 +93,8 @@ class GaugeValues:
             return self._values.get(tuple(sorted(attributes.items())))
 
     def callback(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._refresher is not None:
+            self._refresher()
         with self._lock:
             items = list(self._values.items())
         return [Observation(v, dict(k)) for k, v in items]
@@ -149,6 +162,20 @@ class Metrics:
         self.loop_iterations = m.create_counter(
             "rtmanager.loop_iterations", description="Completed background loop iterations"
         )
+
+        self._start_counters_at_zero()
+
+    def _start_counters_at_zero(self) -> None:
+        """Export every known series from the first scrape, so `increase()` and
+        ratios see the first event instead of a series appearing out of nowhere."""
+        for stream in ("start_jobs", "stop_jobs"):
+            for outcome in ("success", "failure"):
+                self.jobs_processed.add(0, {"stream": stream, "outcome": outcome})
+        for kind in ("adopt", "dispose", "observed_exited"):
+            self.reconcile_drift.add(0, {"kind": kind})
+        for event_type in HealthEventType:
+            self.health_events.add(0, {"event_type": event_type.value})
+        self.lease_conflicts.add(0)
 
     def record_docker_latency(self, op: str, seconds: float) -> None:
         self.docker_op_latency.record(seconds, {"op": op})
