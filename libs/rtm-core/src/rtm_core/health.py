@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,18 @@ from rtm_core.repositories import Repositories
 from rtm_core.telemetry import Metrics
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotUpdate:
+    """One observation for `HealthReporter.observe_many`; `observed_at_ms` None = now."""
+
+    game_id: str
+    container_id: str | None
+    source: HealthSource
+    status: str
+    details: dict[str, Any]
+    observed_at_ms: int | None = None
 
 
 class HealthReporter:
@@ -31,14 +45,25 @@ class HealthReporter:
         observed_at_ms: int | None = None,
     ) -> None:
         """Update the latest snapshot without publishing an event."""
-        at_ms = observed_at_ms or now_ms()
-        await self._repos.upsert_snapshot(
-            game_id=game_id,
-            container_id=container_id,
-            status=status,
-            source=source.value,
-            observed_at=datetime.fromtimestamp(at_ms / 1000, UTC),
-            details=details,
+        await self.observe_many(
+            [SnapshotUpdate(game_id, container_id, source, status, details, observed_at_ms)]
+        )
+
+    async def observe_many(self, updates: Sequence[SnapshotUpdate]) -> None:
+        """Update many games' snapshots in one transaction (a whole worker cycle)."""
+        now = now_ms()
+        await self._repos.upsert_snapshots(
+            [
+                {
+                    "game_id": u.game_id,
+                    "container_id": u.container_id,
+                    "status": u.status,
+                    "source": u.source.value,
+                    "observed_at": datetime.fromtimestamp((u.observed_at_ms or now) / 1000, UTC),
+                    "details": u.details,
+                }
+                for u in updates
+            ]
         )
 
     async def report(

@@ -37,6 +37,9 @@ def traced(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+#: Rows per INSERT: 6 parameters each, well under PostgreSQL's 32767.
+_SNAPSHOT_BATCH = 1000
+_SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at", "details")
 _RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ignore[attr-defined]
 
 
@@ -137,21 +140,39 @@ class Repositories:
         observed_at: datetime,
         details: dict[str, Any],
     ) -> None:
-        values = {
-            "game_id": game_id,
-            "container_id": container_id,
-            "status": status,
-            "source": source,
-            "observed_at": observed_at,
-            "details": details,
-        }
-        stmt = insert(HealthSnapshot.__table__).values(**values)  # type: ignore[attr-defined]
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["game_id"],
-            set_={k: stmt.excluded[k] for k in values if k != "game_id"},
+        await self._upsert_snapshots(
+            [
+                {
+                    "game_id": game_id,
+                    "container_id": container_id,
+                    "status": status,
+                    "source": source,
+                    "observed_at": observed_at,
+                    "details": details,
+                }
+            ]
         )
+
+    @traced
+    async def upsert_snapshots(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many games' latest snapshots (rows of `upsert_snapshot`'s fields) in one
+        transaction, as a watcher cycle produces them; for a game given twice the
+        later row wins."""
+        await self._upsert_snapshots(rows)
+
+    async def _upsert_snapshots(self, rows: Sequence[dict[str, Any]]) -> None:
+        latest = list({row["game_id"]: row for row in rows}.values())
+        if not latest:
+            return
         async with self._sessions() as s, s.begin():
-            await s.execute(stmt)
+            for at in range(0, len(latest), _SNAPSHOT_BATCH):
+                table = HealthSnapshot.__table__  # type: ignore[attr-defined]
+                stmt = insert(table).values(latest[at : at + _SNAPSHOT_BATCH])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={k: stmt.excluded[k] for k in _SNAPSHOT_COLUMNS if k != "game_id"},
+                )
+                await s.execute(stmt)
 
     @traced
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
