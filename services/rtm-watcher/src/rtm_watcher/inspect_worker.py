@@ -1,7 +1,8 @@
 """Inspect worker: Docker's own view of every `running` record's container.
 
 Each interval every container is inspected and its snapshot updated (source
-`inspect`, status = its health when it has a healthcheck, else its state).
+`inspect`, status = its health when it has a healthcheck, else its state;
+written for the whole cycle in one transaction, events at once).
 `inspect_unhealthy` {restart_count, state, health} is published once per
 change, not every interval: when the restart count rose since last seen, or
 when the container turns unhealthy or not running (or changes from one such
@@ -24,6 +25,7 @@ from typing import Any
 from rtm_core.bootstrap import Core
 from rtm_core.docker import ContainerInfo
 from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.health import SnapshotUpdate
 from rtm_core.loops import PeriodicLoop
 from rtm_core.schema import RuntimeRecord
 from rtm_watcher.memory import ContainerMemory, watcher_key
@@ -93,12 +95,14 @@ class InspectWorker(PeriodicLoop):
             if r.current_container_id
         ]
         bound = asyncio.Semaphore(INSPECT_CONCURRENCY)
+        updates: list[SnapshotUpdate] = []
 
         async def observe(record: RuntimeRecord) -> None:
             async with bound:
-                await self._observe(record)
+                await self._observe(record, updates)
 
         results = await asyncio.gather(*(observe(r) for r in records), return_exceptions=True)
+        await self._core.health.observe_many(updates)
         live = {r.current_container_id for r in records}
         gone = [cid for cid in self._seen if cid not in live]
         for cid in gone:
@@ -108,17 +112,13 @@ class InspectWorker(PeriodicLoop):
             if isinstance(result, BaseException):
                 raise result
 
-    async def _observe(self, record: RuntimeRecord) -> None:
+    async def _observe(self, record: RuntimeRecord, updates: list[SnapshotUpdate]) -> None:
         assert self._seen is not None and record.current_container_id is not None
         game_id, container_id = record.game_id, record.current_container_id
         info = await self._core.docker.inspect(container_id)
         if info is None:
-            await self._core.health.observe(
-                game_id=game_id,
-                container_id=container_id,
-                source=HealthSource.INSPECT,
-                status="missing",
-                details={},
+            updates.append(
+                SnapshotUpdate(game_id, container_id, HealthSource.INSPECT, "missing", {})
             )
             return
         now = Observation.of(info)
@@ -135,12 +135,8 @@ class InspectWorker(PeriodicLoop):
                 details=details,
             )
         else:
-            await self._core.health.observe(
-                game_id=game_id,
-                container_id=container_id,
-                source=HealthSource.INSPECT,
-                status=now.status,
-                details=details,
+            updates.append(
+                SnapshotUpdate(game_id, container_id, HealthSource.INSPECT, now.status, details)
             )
         if now != previous:
             self._seen[container_id] = now

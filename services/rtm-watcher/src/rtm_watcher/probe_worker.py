@@ -14,7 +14,11 @@ engine holds one slot for at most the timeout and never delays the others.
   {consecutive_failures, last_status, last_error} once; the first success
   after it publishes `probe_recovered` {prior_failure_count}.
 - Every probe updates the snapshot (source `probe`): `healthy`, `failing`,
-  or the event it published.
+  or the event it published; plain observations of a cycle are written in
+  one transaction at its end (`observe_many`), events at once.
+- No keep-alive: each probe opens its own connection, as a kubelet probe
+  does. That checks the engine still accepts connections, and it is cheaper
+  here than httpcore's bookkeeping of a pool of idle connections.
 - Failure counts live in memory and in Redis while non-zero
   (`ContainerMemory`), so a new leader continues a count rather than
   announcing the same failure again.
@@ -33,7 +37,9 @@ import httpx
 
 from rtm_core.bootstrap import Core
 from rtm_core.domain import ENGINE_PORT, HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.health import SnapshotUpdate
 from rtm_core.loops import PeriodicLoop
+from rtm_core.publishers import now_ms
 from rtm_core.schema import RuntimeRecord
 from rtm_core.settings import ProbeAddressMode
 from rtm_watcher.memory import ContainerMemory, watcher_key
@@ -61,6 +67,7 @@ class ProbeResult:
     status: int
     error: str
     latency: float
+    at_ms: int
 
     def details(self) -> dict[str, Any]:
         return {"http_status": self.status, "latency_ms": round(self.latency * 1000, 1)}
@@ -101,7 +108,7 @@ class ProbeWorker(PeriodicLoop):
         self._client = httpx.AsyncClient(
             trust_env=False,
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=self._concurrency),
+            limits=httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=0),
         )
 
     async def run_once(self) -> None:
@@ -116,13 +123,15 @@ class ProbeWorker(PeriodicLoop):
             if r.current_container_id
         ]
         bound = asyncio.Semaphore(self._concurrency)
+        updates: list[SnapshotUpdate] = []
 
         async def probe(record: RuntimeRecord) -> None:
             async with bound:
                 result = await self._probe(record)
-            await self._settle(record, result)
+            await self._settle(record, result, updates)
 
         results = await asyncio.gather(*(probe(r) for r in records), return_exceptions=True)
+        await self._core.health.observe_many(updates)
         live = {r.current_container_id for r in records}
         gone = [cid for cid in self._states if cid not in live]
         for cid in gone:
@@ -162,7 +171,7 @@ class ProbeWorker(PeriodicLoop):
         try:
             url = await self._url(record)
         except NoAddress as exc:
-            return ProbeResult(ok=False, status=0, error=str(exc), latency=0.0)
+            return ProbeResult(ok=False, status=0, error=str(exc), latency=0.0, at_ms=now_ms())
         began = time.perf_counter()
         status, error = 0, ""
         try:
@@ -180,9 +189,11 @@ class ProbeWorker(PeriodicLoop):
         if not ok:
             self._ips.pop(record.current_container_id or "", None)
         self._core.metrics.probe_latency.record(latency, {"outcome": "ok" if ok else "failed"})
-        return ProbeResult(ok=ok, status=status, error=error, latency=latency)
+        return ProbeResult(ok=ok, status=status, error=error, latency=latency, at_ms=now_ms())
 
-    async def _settle(self, record: RuntimeRecord, result: ProbeResult) -> None:
+    async def _settle(
+        self, record: RuntimeRecord, result: ProbeResult, updates: list[SnapshotUpdate]
+    ) -> None:
         assert self._states is not None and record.current_container_id is not None
         game_id, container_id = record.game_id, record.current_container_id
         state = self._states.get(container_id) or ProbeState()
@@ -194,7 +205,7 @@ class ProbeWorker(PeriodicLoop):
                     {"prior_failure_count": state.failures},
                 )
             else:
-                await self._observe(record, "healthy", result.details())
+                updates.append(self._update(record, result, "healthy", result.details()))
             if self._states.pop(container_id, None) is not None:
                 await self._memory.forget([container_id])
             return
@@ -211,7 +222,7 @@ class ProbeWorker(PeriodicLoop):
             await self._report(record, HealthEventType.PROBE_FAILED, failure)
             state.reported = True
         else:
-            await self._observe(record, "failing", {**failure, **result.details()})
+            updates.append(self._update(record, result, "failing", {**failure, **result.details()}))
         await self._memory.save(container_id, asdict(state))
         log.debug(
             "engine probe failed",
@@ -229,11 +240,15 @@ class ProbeWorker(PeriodicLoop):
             details=details,
         )
 
-    async def _observe(self, record: RuntimeRecord, status: str, details: dict[str, Any]) -> None:
-        await self._core.health.observe(
+    @staticmethod
+    def _update(
+        record: RuntimeRecord, result: ProbeResult, status: str, details: dict[str, Any]
+    ) -> SnapshotUpdate:
+        return SnapshotUpdate(
             game_id=record.game_id,
             container_id=record.current_container_id,
             source=HealthSource.PROBE,
             status=status,
             details=details,
+            observed_at_ms=result.at_ms,
         )

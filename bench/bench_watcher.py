@@ -1,0 +1,322 @@
+"""Watcher benchmarks (SPEC §10).
+
+    source .rtm-dev/test.env && .venv/bin/python bench/bench_watcher.py \
+        [--kills 10] [--engines 500] [--cycles 5] [--slow 25]
+
+(a) `kill`: an engine is SIGKILLed (`docker kill`) → its `container_exited`
+    is on `runtime:health_events`. Target: ≤ 1 s median. The events listener
+    runs in this process on the real core; each kill is timed from just
+    before the kill call to the moment an `XREAD BLOCK` on the stream returns
+    the entry. Docker's own part (kill → the `die` event's timestamp) is
+    shown beside it.
+(b) `probe`: one probe cycle over N engines. Target: within one 15 s
+    interval, under one core. N real engines do not fit this machine, so the
+    N `running` records are inserted directly and point (`endpoint` address
+    mode) at one aiohttp server on loopback, in a separate process so this
+    process's CPU time is the worker's alone (its PostgreSQL snapshot writes
+    and Redis calls included). With `--slow K`, K of the engines hang past
+    the probe timeout: the cycle then lasts about one timeout, and the
+    healthy engines' probe latency shows whether the slow ones delayed them.
+
+Needs what the tests need: PostgreSQL (`RTM_TEST_POSTGRES_DSN`), Redis
+(`RTM_TEST_REDIS_ADDR`), Docker and the test-engine images. It makes its own
+database, network and stack label and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import asyncpg
+import httpx
+from sqlalchemy import insert
+
+from rtm_core import db
+from rtm_core.bootstrap import Core, redis_client, wire
+from rtm_core.docker import DockerEngine
+from rtm_core.domain import OpSource
+from rtm_core.schema import HealthSnapshot, RuntimeRecord
+from rtm_core.settings import Settings, load_settings
+from rtm_core.telemetry import Metrics
+from rtm_watcher.events_listener import EventsListener
+from rtm_watcher.probe_worker import ProbeWorker
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "galaxy/test-engine:1.0.0"
+KILL_TARGET_S = 1.0
+PROBE_INTERVAL_S = 15.0
+
+#: The fake engines: GET /g/<i>/healthz → 200, or a 30 s hang for the slow ones.
+FAKE_ENGINES = r"""
+import asyncio, sys
+from aiohttp import web
+slow = {int(i) for i in sys.argv[2].split(",") if i}
+async def healthz(request):
+    if int(request.match_info["i"]) in slow:
+        await asyncio.sleep(30)
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_get("/g/{i}/healthz", healthz)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+@asynccontextmanager
+async def bench_core(**overrides: Any) -> AsyncIterator[Core]:
+    """A core over a fresh database, network and stack; all removed afterwards."""
+    server_dsn = os.environ.get("RTM_TEST_POSTGRES_DSN")
+    redis_addr = os.environ.get("RTM_TEST_REDIS_ADDR")
+    if not server_dsn or not redis_addr:
+        sys.exit("source .rtm-dev/test.env first (RTM_TEST_POSTGRES_DSN, RTM_TEST_REDIS_ADDR)")
+    tag = uuid.uuid4().hex[:8]
+    name, stack, network = f"rtm_bench_{tag}", f"bench-{tag}", f"rtm-bench-{tag}"
+    conn = await asyncpg.connect(server_dsn)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    client = aiodocker.Docker()
+    await client.networks.create({"Name": network, "Driver": "bridge"})
+    state_root = Path(tempfile.mkdtemp(prefix="rtm-bench-"))
+    settings = load_settings(
+        postgres_primary_dsn=f"{server_dsn.rsplit('/', 1)[0]}/{name}"
+        "?search_path=rtmanager&sslmode=disable",
+        redis_master_addr=redis_addr,
+        docker_network=network,
+        stack=stack,
+        game_state_root=state_root,
+        game_state_owner_uid=os.getuid(),
+        game_state_owner_gid=os.getgid(),
+        image_pull_policy="never",
+        lobby_internal_base_url="http://127.0.0.1:9",
+        redis_health_events_stream=f"{stack}:runtime:health_events",
+        redis_job_results_stream=f"{stack}:runtime:job_results",
+        notification_intents_stream=f"{stack}:notification:intents",
+        **overrides,
+    )
+    engine = db.create_engine(settings.postgres_primary_dsn)
+    await db.migrate(engine)
+    core = wire(
+        settings,
+        engine,
+        redis_client(settings),
+        DockerEngine.from_settings(settings),
+        Metrics(),
+        "bench",
+    )
+    try:
+        yield core
+    finally:
+        listed = await client.containers.list(
+            all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
+        )
+        await asyncio.gather(*(c.delete(force=True) for c in listed), return_exceptions=True)
+        await (await client.networks.get(network)).delete()
+        await client.close()
+        keys = [k async for k in core.redis.scan_iter(f"*{stack}*")]
+        if keys:
+            await core.redis.delete(*keys)
+        await core.aclose()
+        conn = await asyncpg.connect(server_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+        subprocess.run(["rm", "-rf", str(state_root)], check=False)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# (a) kill → container_exited ----------------------------------------------
+
+
+async def next_exited(core: Core, game_id: str, last_id: str) -> tuple[dict[str, str], str]:
+    stream = core.settings.redis_health_events_stream
+    while True:
+        reply = await core.redis.xread({stream: last_id}, block=10_000)
+        if not reply:
+            raise TimeoutError(f"no container_exited for {game_id} within 10 s")
+        for entry_id, fields in reply[0][1]:
+            last_id = entry_id
+            if fields["game_id"] == game_id and fields["event_type"] == "container_exited":
+                return fields, last_id
+
+
+async def bench_kills(kills: int) -> None:
+    print(f"(a) engine killed -> container_exited on the stream, {kills} kills (+1 warm-up)")
+    async with bench_core(container_stop_timeout_seconds=1) as core:
+        stop = asyncio.Event()
+        listener = asyncio.create_task(EventsListener(core).run(stop))
+        client = aiodocker.Docker()
+        totals, dockers = [], []
+        last_id = "$"
+        try:
+            for i in range(kills + 1):
+                game_id = f"kill-{i}"
+                result = await core.lifecycle.start(game_id, IMAGE, OpSource.GM_REST)
+                assert result.record is not None and result.record.current_container_id
+                container = client.containers.container(result.record.current_container_id)
+                if last_id == "$":
+                    last_id = (
+                        await core.redis.xinfo_stream(core.settings.redis_health_events_stream)
+                    )["last-generated-id"]
+                await asyncio.sleep(0.3)  # let the engine settle, as a real one would have
+                began_ns = time.time_ns()
+                await container.kill(signal="SIGKILL")
+                fields, last_id = await next_exited(core, game_id, last_id)
+                total = (time.time_ns() - began_ns) / 1e9
+                docker_part = (int(fields["occurred_at_ms"]) * 1_000_000 - began_ns) / 1e9
+                if i == 0:
+                    print(f"  warm-up: {total * 1000:.0f} ms")
+                    continue
+                totals.append(total)
+                dockers.append(docker_part)
+        finally:
+            stop.set()
+            await listener
+            await client.close()
+    median = statistics.median(totals)
+    print(
+        f"  kill -> entry on stream: median {median * 1000:.0f} ms, "
+        f"p90 {percentile(totals, 90) * 1000:.0f} ms, max {max(totals) * 1000:.0f} ms"
+    )
+    print(
+        f"  of which Docker (kill -> die event time): median "
+        f"{statistics.median(dockers) * 1000:.0f} ms; RTM (die -> entry): median "
+        f"{statistics.median([t - d for t, d in zip(totals, dockers, strict=True)]) * 1000:.0f} ms"
+    )
+    verdict = "OK" if median <= KILL_TARGET_S else "MISSED"
+    print(f"  target <= {KILL_TARGET_S:.0f} s median: {verdict}")
+
+
+# (b) probe cycle over N engines ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def fake_engines(slow: list[int]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FAKE_ENGINES, str(port), ",".join(map(str, slow))]
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for _ in range(200):
+            with suppress(httpx.HTTPError):
+                await client.get(f"{base}/up")  # any answer (a 404) means it listens
+                return proc, base
+            await asyncio.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("fake engine server did not come up")
+
+
+async def seed(core: Core, base: str, engines: int) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "game_id": f"probe-{i}",
+            "status": "running",
+            "current_container_id": f"fake-{i:04d}",
+            "current_image_ref": IMAGE,
+            "engine_endpoint": f"{base}/g/{i}",
+            "started_at": now,
+            "last_op_at": now,
+        }
+        for i in range(engines)
+    ]
+    async with core.engine.begin() as conn:
+        await conn.execute(insert(RuntimeRecord.__table__), rows)  # type: ignore[attr-defined]
+
+
+async def healthy_latencies_ms(core: Core, slow: set[int]) -> list[float]:
+    async with core.repos.session() as s:
+        snapshots = (await s.execute(HealthSnapshot.__table__.select())).all()  # type: ignore[attr-defined]
+    return [
+        float(row.details["latency_ms"])
+        for row in snapshots
+        if int(row.game_id.split("-")[1]) not in slow and "latency_ms" in row.details
+    ]
+
+
+async def bench_probes(engines: int, cycles: int, slow_count: int, concurrency: int) -> None:
+    slow = list(range(0, engines, max(1, engines // slow_count)))[:slow_count] if slow_count else []
+    print(
+        f"(b) probe cycle over {engines} engines ({len(slow)} hanging), concurrency "
+        f"{concurrency}, timeout 2 s, {cycles} cycles"
+    )
+    overrides: dict[str, Any] = {"probe_address_mode": "endpoint", "probe_concurrency": concurrency}
+    async with bench_core(**overrides) as core:
+        proc, base = await fake_engines(slow)
+        try:
+            await seed(core, base, engines)
+            worker = ProbeWorker(core)
+            walls, cpus = [], []
+            try:
+                for _ in range(cycles):
+                    cpu0, wall0 = time.process_time(), time.perf_counter()
+                    await worker.run_once()
+                    walls.append(time.perf_counter() - wall0)
+                    cpus.append(time.process_time() - cpu0)
+            finally:
+                await worker.aclose()
+            latencies = await healthy_latencies_ms(core, set(slow))
+        finally:
+            proc.kill()  # SIGTERM would wait for the hanging handlers
+            proc.wait(10)
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    print(
+        f"  cycle wall: median {wall:.2f} s (min {min(walls):.2f}, max {max(walls):.2f}); "
+        f"CPU of the worker's process: median {cpu:.2f} s per cycle"
+    )
+    share = cpu / PROBE_INTERVAL_S
+    print(f"  CPU share over a {PROBE_INTERVAL_S:.0f} s interval: {share:.1%} of one core")
+    if latencies:
+        print(
+            "  healthy engines' probe latency (last cycle): median "
+            f"{statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+            f"max {max(latencies):.1f} ms"
+        )
+    verdict = "OK" if wall <= PROBE_INTERVAL_S and cpu <= PROBE_INTERVAL_S else "MISSED"
+    print(f"  target: within one {PROBE_INTERVAL_S:.0f} s interval, under one core: {verdict}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--engines", type=int, default=500)
+    parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--slow", type=int, default=25, help="hanging engines in a second run")
+    parser.add_argument(
+        "--concurrency", type=int, default=Settings.model_fields["probe_concurrency"].default
+    )
+    parser.add_argument("--only", choices=["kill", "probe"])
+    args = parser.parse_args()
+    subprocess.run([str(REPO / "scripts" / "build-test-engine.sh")], check=True)
+    if args.only in (None, "kill"):
+        await bench_kills(args.kills)
+    if args.only in (None, "probe"):
+        await bench_probes(args.engines, args.cycles, 0, args.concurrency)
+        if args.slow:
+            await bench_probes(args.engines, args.cycles, args.slow, args.concurrency)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
