@@ -12,10 +12,9 @@ Rules (SPEC §8, runbook "Engine Container Died"):
   that does not end the engine (a process inside it was killed) is reported
   as `container_oom` with the exit code inspect shows (0, still running)
   once the container is seen alive `OOM_SETTLE_SECONDS` later.
-  `container_exited` carries `oom: true` (`State.OOMKilled`) in one corner
-  only: an OOM death whose `oom` action this listener did not see (a
-  reconnect, a new leader) of an engine whose earlier, survived OOM was
-  already reported. Everywhere else an OOM death is `container_oom`.
+  `container_exited`'s `oom` is `State.OOMKilled`; it is true only for an
+  engine whose earlier, survived OOM was already reported as
+  `container_oom`, so no OOM is reported twice.
 - A death is reported once per container, whoever sees it first: this
   listener, a replay of the same Docker event, the catch-up pass, or a new
   leader (`Claims`).
@@ -70,6 +69,9 @@ RECENT_EVENTS = 4096
 #: Inspects the catch-up pass runs at once.
 CATCH_UP_CONCURRENCY = 16
 LEASE_POLL_SECONDS = 0.1
+
+#: What a SIGKILLed engine (the OOM killer's signal, behind its init) exits with.
+SIGKILL_EXIT = 137
 
 DEATH = "death"
 SURVIVED_OOM = "oom"
@@ -298,18 +300,22 @@ class EventsListener:
         if await self._core.exits.is_expected(container_id):
             log.debug("exit caused by RTM", extra={"game_id": game_id, "worker": self.name})
             return False
-        info = (
-            seen
-            if isinstance(seen, ContainerInfo)
-            else await self._core.docker.inspect(container_id)
-        )
-        exit_code = exit_code if exit_code is not None else (info.exit_code if info else None)
+        oom_pending = container_id in self._oom_pending
+        survived_oom = await self._claims.claimed(SURVIVED_OOM, container_id)
+        info = seen if isinstance(seen, ContainerInfo) else None
+        # An inspect right after a `die` waits ~100 ms for Docker to finish with
+        # the container: only when the event leaves the cause open, i.e. an
+        # unknown code, or a SIGKILL whose `oom` this listener did not see.
+        if info is None and (
+            exit_code is None or survived_oom or (exit_code == SIGKILL_EXIT and not oom_pending)
+        ):
+            info = await self._core.docker.inspect(container_id)
+        if exit_code is None:
+            exit_code = info.exit_code if info else None
         if not exit_code:
             return False
         oom_killed = info is not None and info.oom_killed
-        oom_death = container_id in self._oom_pending or (
-            oom_killed and not await self._claims.claimed(SURVIVED_OOM, container_id)
-        )
+        oom_death = oom_pending or (oom_killed and not survived_oom)
         self._oom_pending.discard(container_id)
         if isinstance(seen, DockerEvent):
             at_ms = seen.time_nano // 1_000_000
