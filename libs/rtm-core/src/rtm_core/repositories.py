@@ -46,6 +46,10 @@ _RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ign
 class Repositories:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Single-statement reads need no BEGIN/ROLLBACK around them.
+        self._reads = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     def session(self) -> AsyncSession:
         return self._sessions()
@@ -54,7 +58,7 @@ class Repositories:
 
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return await s.get(RuntimeRecord, game_id)
 
     @traced
@@ -62,7 +66,7 @@ class Repositories:
         query = select(RuntimeRecord).order_by(col(RuntimeRecord.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecord.status) == status)
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return (await s.execute(query)).scalars().all()
 
     @traced
@@ -73,7 +77,7 @@ class Repositories:
             .where(col(RuntimeRecord.status) != RuntimeStatus.REMOVED.value)
             .order_by(col(RuntimeRecord.game_id))
         )
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return (await s.execute(query)).scalars().all()
 
     @traced
@@ -87,13 +91,13 @@ class Repositories:
             )
             .order_by(col(RuntimeRecord.stopped_at))
         )
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return (await s.execute(query)).scalars().all()
 
     async def count_by_status(self) -> dict[str, int]:
         status = col(RuntimeRecord.status)
         query = select(status, func.count()).group_by(status)
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return {status: n for status, n in (await s.execute(query)).all()}
 
     @traced
@@ -124,7 +128,7 @@ class Repositories:
             .order_by(col(OperationLogEntry.started_at).desc(), col(OperationLogEntry.id).desc())
             .limit(limit)
         )
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return (await s.execute(query)).scalars().all()
 
     # health_snapshots ------------------------------------------------------
@@ -176,7 +180,7 @@ class Repositories:
 
     @traced
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return await s.get(HealthSnapshot, game_id)
 
 
