@@ -19,45 +19,35 @@
     healthy engines' probe latency shows whether the slow ones delayed them.
 
 Needs what the tests need: PostgreSQL (`RTM_TEST_POSTGRES_DSN`), Redis
-(`RTM_TEST_REDIS_ADDR`), Docker and the test-engine images. It makes its own
-database, network and stack label and removes them afterwards.
+(`RTM_TEST_REDIS_ADDR`), Docker and the test-engine images; `benchkit`
+makes a database, network and stack label per scenario and removes them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiodocker
-import asyncpg
 import httpx
+from benchkit import IMAGE, bench_core
 from sqlalchemy import insert
 
-from rtm_core import db
-from rtm_core.bootstrap import Core, redis_client, wire
-from rtm_core.docker import DockerEngine
+from rtm_core.bootstrap import Core
 from rtm_core.domain import OpSource
 from rtm_core.schema import HealthSnapshot, RuntimeRecord
-from rtm_core.settings import Settings, load_settings
-from rtm_core.telemetry import Metrics
+from rtm_core.settings import Settings
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.probe_worker import ProbeWorker
 
-REPO = Path(__file__).resolve().parents[1]
-IMAGE = "galaxy/test-engine:1.0.0"
 KILL_TARGET_S = 1.0
 PROBE_INTERVAL_S = 15.0
 
@@ -74,66 +64,6 @@ app = web.Application()
 app.router.add_get("/g/{i}/healthz", healthz)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-@asynccontextmanager
-async def bench_core(**overrides: Any) -> AsyncIterator[Core]:
-    """A core over a fresh database, network and stack; all removed afterwards."""
-    server_dsn = os.environ.get("RTM_TEST_POSTGRES_DSN")
-    redis_addr = os.environ.get("RTM_TEST_REDIS_ADDR")
-    if not server_dsn or not redis_addr:
-        sys.exit("source .rtm-dev/test.env first (RTM_TEST_POSTGRES_DSN, RTM_TEST_REDIS_ADDR)")
-    tag = uuid.uuid4().hex[:8]
-    name, stack, network = f"rtm_bench_{tag}", f"bench-{tag}", f"rtm-bench-{tag}"
-    conn = await asyncpg.connect(server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    client = aiodocker.Docker()
-    await client.networks.create({"Name": network, "Driver": "bridge"})
-    state_root = Path(tempfile.mkdtemp(prefix="rtm-bench-"))
-    settings = load_settings(
-        postgres_primary_dsn=f"{server_dsn.rsplit('/', 1)[0]}/{name}"
-        "?search_path=rtmanager&sslmode=disable",
-        redis_master_addr=redis_addr,
-        docker_network=network,
-        stack=stack,
-        game_state_root=state_root,
-        game_state_owner_uid=os.getuid(),
-        game_state_owner_gid=os.getgid(),
-        image_pull_policy="never",
-        lobby_internal_base_url="http://127.0.0.1:9",
-        redis_health_events_stream=f"{stack}:runtime:health_events",
-        redis_job_results_stream=f"{stack}:runtime:job_results",
-        notification_intents_stream=f"{stack}:notification:intents",
-        **overrides,
-    )
-    engine = db.create_engine(settings.postgres_primary_dsn)
-    await db.migrate(engine)
-    core = wire(
-        settings,
-        engine,
-        redis_client(settings),
-        DockerEngine.from_settings(settings),
-        Metrics(),
-        "bench",
-    )
-    try:
-        yield core
-    finally:
-        listed = await client.containers.list(
-            all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
-        )
-        await asyncio.gather(*(c.delete(force=True) for c in listed), return_exceptions=True)
-        await (await client.networks.get(network)).delete()
-        await client.close()
-        keys = [k async for k in core.redis.scan_iter(f"*{stack}*")]
-        if keys:
-            await core.redis.delete(*keys)
-        await core.aclose()
-        conn = await asyncpg.connect(server_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-        subprocess.run(["rm", "-rf", str(state_root)], check=False)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -319,7 +249,6 @@ async def main() -> None:
     )
     parser.add_argument("--only", choices=["kill", "probe"])
     args = parser.parse_args()
-    subprocess.run([str(REPO / "scripts" / "build-test-engine.sh")], check=True)
     if args.only in (None, "kill"):
         await bench_kills(args.kills)
     if args.only in (None, "probe"):

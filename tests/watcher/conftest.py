@@ -10,15 +10,14 @@ resolve engine names.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from harness import fresh_database
 
-from rtm_core import db
 from rtm_core.bootstrap import Core, redis_client
 from rtm_core.settings import Settings
 from rtm_watcher.memory import KEY_PREFIX
@@ -40,18 +39,8 @@ WATCHER_SETTINGS: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 async def watcher_dsn(postgres_server_dsn: str) -> AsyncIterator[str]:
-    name = f"rtm_watcher_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    dsn = f"{postgres_server_dsn.rsplit('/', 1)[0]}/{name}?search_path=rtmanager&sslmode=disable"
-    engine = db.create_engine(dsn, pool_size=1)
-    await db.migrate(engine)
-    await engine.dispose()
-    yield dsn
-    conn = await asyncpg.connect(postgres_server_dsn)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    async with fresh_database(postgres_server_dsn, "rtm_watcher_") as dsn:
+        yield dsn
 
 
 @pytest.fixture

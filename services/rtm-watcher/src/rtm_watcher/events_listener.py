@@ -51,6 +51,7 @@ from rtm_core.lifecycle.reconcile import _parse_docker_time
 from rtm_core.loops import sleep_until
 from rtm_core.publishers import now_ms
 from rtm_core.schema import RuntimeRecord
+from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import Claims, watcher_key
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
 #: How long after an `oom` the engine must still run for the OOM to count as survived.
 OOM_SETTLE_SECONDS = 1.0
-#: A new leader asks the daemon for at most this much history (it buffers 256 events).
+#: A new leader asks the daemon for at most this much history (it keeps little anyway).
 MAX_REPLAY_SECONDS = 600
 #: Event keys remembered to drop the ones a `since` replay delivers twice.
 RECENT_EVENTS = 4096
@@ -271,24 +272,23 @@ class EventsListener:
         """Report the deaths of `running` records' containers this listener did not
         see as events (a broken stream, a daemon restart, a leader change).
         Returns how many it published."""
-        records = await self._core.repos.list_records(RuntimeStatus.RUNNING.value)
-        bound = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+        published = 0
 
-        async def check(record: RuntimeRecord) -> bool:
-            container_id = record.current_container_id
-            if not container_id:
-                return False
-            async with bound:
-                info = await self._core.docker.inspect(container_id)
+        async def check(record: RuntimeRecord) -> None:
+            nonlocal published
+            container_id = record.current_container_id or ""
+            info = await self._core.docker.inspect(container_id)
             if info is None or info.running or not info.exit_code:
-                return False
-            return await self._report_death(record.game_id, container_id, info.exit_code, info)
+                return
+            if await self._report_death(record.game_id, container_id, info.exit_code, info):
+                published += 1
 
-        published = await asyncio.gather(*(check(r) for r in records))
-        count = sum(published)
-        if count:
-            log.info("missed engine deaths reported", extra={"worker": self.name, "count": count})
-        return count
+        await for_each(await running_records(self._core), CATCH_UP_CONCURRENCY, check)
+        if published:
+            log.info(
+                "missed engine deaths reported", extra={"worker": self.name, "count": published}
+            )
+        return published
 
     async def _report_death(
         self,

@@ -24,10 +24,11 @@ from typing import Any
 
 from rtm_core.bootstrap import Core
 from rtm_core.docker import ContainerInfo
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain import HealthEventType, HealthSource
 from rtm_core.health import SnapshotUpdate
 from rtm_core.loops import PeriodicLoop
 from rtm_core.schema import RuntimeRecord
+from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import ContainerMemory, watcher_key
 
 log = logging.getLogger(__name__)
@@ -89,28 +90,15 @@ class InspectWorker(PeriodicLoop):
         if self._seen is None:
             loaded = await self._memory.load()
             self._seen = {cid: o for cid, raw in loaded.items() if (o := Observation.load(raw))}
-        records = [
-            r
-            for r in await self._core.repos.list_records(RuntimeStatus.RUNNING.value)
-            if r.current_container_id
-        ]
-        bound = asyncio.Semaphore(INSPECT_CONCURRENCY)
+        records = await running_records(self._core)
         updates: list[SnapshotUpdate] = []
-
-        async def observe(record: RuntimeRecord) -> None:
-            async with bound:
-                await self._observe(record, updates)
-
-        results = await asyncio.gather(*(observe(r) for r in records), return_exceptions=True)
-        await self._core.health.observe_many(updates)
-        live = {r.current_container_id for r in records}
-        gone = [cid for cid in self._seen if cid not in live]
-        for cid in gone:
-            del self._seen[cid]
-        await self._memory.forget(gone)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        try:
+            await for_each(records, INSPECT_CONCURRENCY, lambda r: self._observe(r, updates))
+        finally:
+            await self._core.health.observe_many(updates)
+            await self._memory.keep_only(
+                self._seen, {r.current_container_id or "" for r in records}
+            )
 
     async def _observe(self, record: RuntimeRecord, updates: list[SnapshotUpdate]) -> None:
         assert self._seen is not None and record.current_container_id is not None

@@ -13,7 +13,7 @@ catch-up pass after a reconnect, a new leader) are claimed first with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -56,6 +56,14 @@ class ContainerMemory:
         ids = list(container_ids)
         if ids:
             await self._redis.hdel(self.key, *ids)
+
+    async def keep_only(self, states: dict[str, Any], live: Collection[str]) -> None:
+        """Drop, here and in `states`, every container not in `live` (replaced,
+        stopped or removed engines)."""
+        gone = [cid for cid in states if cid not in live]
+        for cid in gone:
+            del states[cid]
+        await self.forget(gone)
 
 
 class Claims:

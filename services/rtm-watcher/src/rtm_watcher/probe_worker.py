@@ -36,12 +36,13 @@ from typing import Any
 import httpx
 
 from rtm_core.bootstrap import Core
-from rtm_core.domain import ENGINE_PORT, HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain import ENGINE_PORT, HealthEventType, HealthSource
 from rtm_core.health import SnapshotUpdate
 from rtm_core.loops import PeriodicLoop
 from rtm_core.publishers import now_ms
 from rtm_core.schema import RuntimeRecord
 from rtm_core.settings import ProbeAddressMode
+from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import ContainerMemory, watcher_key
 
 log = logging.getLogger(__name__)
@@ -117,31 +118,20 @@ class ProbeWorker(PeriodicLoop):
         if self._states is None:
             loaded = await self._memory.load()
             self._states = {cid: ProbeState.load(raw) for cid, raw in loaded.items()}
-        records = [
-            r
-            for r in await self._core.repos.list_records(RuntimeStatus.RUNNING.value)
-            if r.current_container_id
-        ]
-        bound = asyncio.Semaphore(self._concurrency)
+        records = await running_records(self._core)
         updates: list[SnapshotUpdate] = []
 
         async def probe(record: RuntimeRecord) -> None:
-            async with bound:
-                result = await self._probe(record)
+            result = await self._probe(record)
             await self._settle(record, result, updates)
 
-        results = await asyncio.gather(*(probe(r) for r in records), return_exceptions=True)
-        await self._core.health.observe_many(updates)
-        live = {r.current_container_id for r in records}
-        gone = [cid for cid in self._states if cid not in live]
-        for cid in gone:
-            del self._states[cid]
-        for cid in [cid for cid in self._ips if cid not in live]:
-            del self._ips[cid]
-        await self._memory.forget(gone)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        try:
+            await for_each(records, self._concurrency, probe)
+        finally:
+            await self._core.health.observe_many(updates)
+            live = {r.current_container_id or "" for r in records}
+            await self._memory.keep_only(self._states, live)
+            self._ips = {cid: ip for cid, ip in self._ips.items() if cid in live}
 
     async def aclose(self) -> None:
         if self._client is not None:
