@@ -20,6 +20,7 @@ from rtm_core.bootstrap import Core
 from rtm_core.domain import OpSource
 from rtm_core.errors import (
     Conflict,
+    ContainerStartFailed,
     ImagePullFailed,
     ImageRefNotSemver,
     InvalidRequest,
@@ -399,3 +400,28 @@ def test_state_dirs_are_per_game(tmp_path: Path) -> None:
 
     assert container_name("g1") == "galaxy-game-g1"
     assert engine_endpoint("g1") == "http://galaxy-game-g1:8080"
+
+
+async def test_a_foreign_container_holding_the_name_is_never_touched(
+    core: Core, docker: aiodocker.Docker, game_id: str, stack: str
+) -> None:
+    """Someone else's galaxy-game-<id> (another stack) fails the start and keeps running."""
+    foreign = await docker.containers.create(
+        {
+            "Image": V100,
+            "Labels": {"com.galaxy.owner": "rtmanager", "com.galaxy.stack": f"{stack}-other"},
+            "Env": ["GAME_STATE_PATH=/tmp"],
+            "HostConfig": {"Init": True},
+        },
+        name=f"galaxy-game-{game_id}",
+    )
+    try:
+        await foreign.start()
+        with pytest.raises(ContainerStartFailed):
+            await core.lifecycle.start(game_id, V100, GM)
+        c = await inspect(docker, foreign.id)
+        assert c["State"]["Running"]
+        (row,) = await op_rows(core, game_id)
+        assert (row.outcome, row.error_code) == ("failure", "container_start_failed")
+    finally:
+        await foreign.delete(force=True)

@@ -183,6 +183,10 @@ class DockerEvent:
         )
 
 
+class ContainerNameInUse(ContainerStartFailed):
+    """The engine's name is taken: a leftover of ours, or someone else's container."""
+
+
 LatencyRecorder = Callable[[str, float], None]
 
 
@@ -294,6 +298,8 @@ class DockerEngine:
                 "create", self._docker.containers.create(spec.create_config(), name=spec.name)
             )
         except DockerError as exc:
+            if exc.status == 409:
+                raise ContainerNameInUse(f"create failed: {exc.message}") from exc
             raise ContainerStartFailed(f"create failed: {exc.message}") from exc
         try:
             await self._timed("start", container.start())
@@ -302,10 +308,9 @@ class DockerEngine:
             with suppress(DockerError, DockerUnavailable):
                 await self.remove(container.id)
             raise ContainerStartFailed(f"start failed: {exc.message}") from exc
-        info = await self.inspect(container.id)
-        if info is None:
-            raise ContainerStartFailed(f"container {spec.name} vanished right after start")
-        return info
+        # No inspect here: it would add a round trip to every start for nothing
+        # the caller uses; the watcher and reconciler observe the real state.
+        return ContainerInfo(id=container.id, name=spec.name, labels=spec.labels(), state="running")
 
     async def inspect(self, ref: str) -> ContainerInfo | None:
         try:

@@ -7,7 +7,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from rtm_core.docker import ContainerInfo, EngineSpec, memory_label, resources_for
+from rtm_core.docker import (
+    ContainerInfo,
+    ContainerNameInUse,
+    EngineSpec,
+    memory_label,
+    resources_for,
+)
 from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus, container_name
 from rtm_core.domain import engine_endpoint as endpoint_of
 from rtm_core.errors import ContainerStartFailed, StartConfigInvalid
@@ -44,7 +50,7 @@ async def ensure_state_dir(deps: LifecycleDeps, game_id: str) -> Path:
 
 
 async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> ContainerInfo:
-    """State dir → image per policy → leftovers removed → create + start."""
+    """State dir → image per policy → create + start (replacing a leftover of ours)."""
     s = deps.settings
     path = await ensure_state_dir(deps, game_id)
     labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
@@ -52,10 +58,6 @@ async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> Container
         cpu, memory, pids = resources_for(labels, s)
     except ValueError as exc:
         raise StartConfigInvalid(f"image {image_ref} resource labels: {exc}") from exc
-    # A container of ours under this game's name that no record points at
-    # (a crash between create and commit) would block the name: retire it.
-    for leftover in await deps.docker.list_owned(game_id):
-        await retire(deps, leftover.id)
     spec = EngineSpec(
         game_id=game_id,
         name=container_name(game_id),
@@ -73,7 +75,19 @@ async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> Container
         log_driver=s.docker_log_driver,
         log_opts=s.docker_log_opts_dict,
     )
-    return await deps.docker.create_and_start(spec)
+    try:
+        return await deps.docker.create_and_start(spec)
+    except ContainerNameInUse:
+        # The name is held by a container of ours that is no longer current (the
+        # previous run of a stopped game, or a crash between create and commit):
+        # retire it and try once more. Anyone else's container keeps the name,
+        # and the start fails with container_start_failed.
+        leftovers = [c for c in await deps.docker.list_owned(game_id) if c.name == spec.name]
+        if not leftovers:
+            raise
+        for leftover in leftovers:
+            await retire(deps, leftover.id)
+        return await deps.docker.create_and_start(spec)
 
 
 async def retire(deps: LifecycleDeps, container_id: str, *, remove: bool = True) -> None:
