@@ -63,6 +63,18 @@ def setup_telemetry(process: str) -> None:
 
 tracer = trace.get_tracer("rtmanager")
 
+#: Bucket bounds, in seconds, of the latency histograms. The SDK's default
+#: bounds (0, 5, 10, 25 … 10000) are meant for milliseconds: with seconds
+#: every Docker call and probe would land in the first bucket and
+#: `histogram_quantile` would report ~5 s for everything.
+#: Docker: milliseconds for create/inspect, up to the stop timeout and pulls.
+DOCKER_OP_BUCKETS = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    *(10.0, 30.0, 60.0, 120.0, 300.0),
+)
+JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+PROBE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
 
 class GaugeValues:
     """Latest values of an observable gauge, set from async code, read at scrape time."""
@@ -136,13 +148,19 @@ class Metrics:
             description="Seconds since the loop last completed an iteration",
         )
         self.docker_op_latency = m.create_histogram(
-            "rtmanager.docker_op_latency", description="Docker API call latency in seconds"
+            "rtmanager.docker_op_latency",
+            description="Docker API call latency in seconds",
+            explicit_bucket_boundaries_advisory=DOCKER_OP_BUCKETS,
         )
         self.job_duration = m.create_histogram(
-            "rtmanager.job_duration", description="Stream job duration in seconds"
+            "rtmanager.job_duration",
+            description="Stream job duration in seconds",
+            explicit_bucket_boundaries_advisory=JOB_BUCKETS,
         )
         self.probe_latency = m.create_histogram(
-            "rtmanager.probe_latency", description="Engine /healthz probe latency in seconds"
+            "rtmanager.probe_latency",
+            description="Engine /healthz probe latency in seconds",
+            explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
         )
         self.reconcile_drift = m.create_counter(
             "rtmanager.reconcile_drift", description="Drifts the reconciler repaired"
