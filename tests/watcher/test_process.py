@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
@@ -63,6 +64,10 @@ async def test_a_standby_takes_over_and_nothing_is_reported_twice(
         print(f"\nwatcher takeover after SIGKILL of the leader: {takeover:.2f}s (lease TTL {ttl}s)")
         for name in WORKERS:
             await standby.wait_for_message("worker started", worker=name)
+        async with httpx.AsyncClient(trust_env=False) as http:
+            ops = f"http://{standby.env['RTMANAGER_OPS_HTTP_ADDR']}"
+            ready = await http.get(f"{ops}/readyz")
+        assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
         control(state_dir(late), "exit_code", "4")
         event = await wait_for_event(redis, core, late, "container_exited")
