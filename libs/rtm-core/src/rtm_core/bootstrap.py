@@ -100,6 +100,8 @@ async def boot(settings: Settings, process: str, *, metrics: Metrics | None = No
             )
         log.info("docker network found", extra={"network": settings.docker_network})
         setup_telemetry(process)
+        # The instruments above were created before the provider existed.
+        metrics.start_counters_at_zero()
     except BaseException:
         await docker.close()
         await redis.aclose()

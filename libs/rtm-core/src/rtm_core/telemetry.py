@@ -181,11 +181,16 @@ class Metrics:
             "rtmanager.loop_iterations", description="Completed background loop iterations"
         )
 
-        self._start_counters_at_zero()
+        self.start_counters_at_zero()
 
-    def _start_counters_at_zero(self) -> None:
+    def start_counters_at_zero(self) -> None:
         """Export every known series from the first scrape, so `increase()` and
-        ratios see the first event instead of a series appearing out of nowhere."""
+        ratios see the first event instead of a series appearing out of nowhere.
+
+        Instruments made from the global meter before `setup_telemetry` installs
+        the provider drop what they record until then: a process calls this
+        again once telemetry is set up (`bootstrap.boot`). Adding 0 twice is harmless.
+        """
         for stream in ("start_jobs", "stop_jobs"):
             for outcome in ("success", "failure"):
                 self.jobs_processed.add(0, {"stream": stream, "outcome": outcome})
