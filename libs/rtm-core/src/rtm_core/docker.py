@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aiodocker
@@ -397,3 +398,15 @@ def resources_for(image_labels: dict[str, str], settings: Settings) -> tuple[flo
     if cpu <= 0 or memory <= 0 or pids <= 0:
         raise ValueError("image resource labels must be positive")
     return cpu, memory, pids
+
+
+def parse_docker_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    try:
+        """Docker's RFC 3339 timestamps (nanoseconds, `0001-…` for never) as UTC datetimes."""
+        # Docker writes nanoseconds; Python takes at most microseconds.
+        head, _, frac = value.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{frac[:6] or '0'}+00:00")
+    except ValueError:
+        return None

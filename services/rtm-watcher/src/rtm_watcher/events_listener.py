@@ -43,11 +43,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo, DockerEvent
+from rtm_core.docker import ContainerInfo, DockerEvent, parse_docker_time
 from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
 from rtm_core.errors import DockerUnavailable
 from rtm_core.lease import GAME_LEASE_PREFIX
-from rtm_core.lifecycle.reconcile import _parse_docker_time
 from rtm_core.loops import sleep_until
 from rtm_core.publishers import now_ms
 from rtm_core.schema import RuntimeRecord
@@ -87,7 +86,7 @@ def _is_current(record: RuntimeRecord | None, container_id: str) -> bool:
 
 
 def _finished_at_ms(info: ContainerInfo) -> int:
-    finished = _parse_docker_time(info.finished_at)
+    finished = parse_docker_time(info.finished_at)
     return int(finished.timestamp() * 1000) if finished else now_ms()
 
 

@@ -6,9 +6,7 @@ start or stop that raced the pass wins and the pass writes nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from rtm_core.docker import ContainerInfo
+from rtm_core.docker import ContainerInfo, parse_docker_time
 from rtm_core.domain import (
     HealthEventType,
     HealthSource,
@@ -23,17 +21,6 @@ from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import state_path
 from rtm_core.lifecycle.operation import Body, OperationResult, run_operation
 from rtm_core.schema import OperationLogEntry, RuntimeRecord
-
-
-def _parse_docker_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    try:
-        # Docker writes nanoseconds; Python takes at most microseconds.
-        head, _, frac = value.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{frac[:6] or '0'}+00:00")
-    except ValueError:
-        return None
 
 
 async def dispose(deps: LifecycleDeps, game_id: str) -> bool:
@@ -81,7 +68,7 @@ async def observed_exited(deps: LifecycleDeps, game_id: str) -> bool:
         entry.image_ref = record.current_image_ref
         now = deps.clock()
         record.status = RuntimeStatus.STOPPED.value
-        record.stopped_at = _parse_docker_time(info.finished_at) or now
+        record.stopped_at = parse_docker_time(info.finished_at) or now
         record.last_op_at = now
         return OperationResult(record=record)
 
@@ -117,8 +104,8 @@ async def adopt(deps: LifecycleDeps, container: ContainerInfo) -> bool:
             engine_endpoint=engine_endpoint(game_id),
             state_path=str(state_path(deps, game_id)),
             docker_network=deps.settings.docker_network,
-            started_at=_parse_docker_time(info.started_at) or now,
-            stopped_at=None if running else (_parse_docker_time(info.finished_at) or now),
+            started_at=parse_docker_time(info.started_at) or now,
+            stopped_at=None if running else (parse_docker_time(info.finished_at) or now),
             removed_at=None,
             last_op_at=now,
             created_at=record.created_at if record else None,
