@@ -96,6 +96,18 @@ ensure_docker() {
     say docker "$how dockerd, log $DEV_DIR/dockerd.log"
 }
 
+ensure_compose() {
+    # `make up`, `make integration` and the compose-file test need a compose CLI.
+    if docker compose version >/dev/null 2>&1; then
+        say compose "reusing the docker compose plugin"
+    elif command -v docker-compose >/dev/null; then
+        say compose "reusing $(docker-compose version --short 2>/dev/null || echo docker-compose)"
+    else
+        apt_install docker-compose
+        say compose "installed docker-compose (Debian)"
+    fi
+}
+
 pg_answers() {
     local isready
     isready=$(command -v pg_isready || echo "$PG_BIN/pg_isready")
@@ -194,6 +206,7 @@ write_test_env() {
 ensure_python
 ensure_busybox
 ensure_docker
+ensure_compose
 ensure_postgres
 ensure_redis
 write_test_env
