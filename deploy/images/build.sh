@@ -15,6 +15,10 @@
 #             by RTM_REGISTRY_PROBE_TIMEOUT, default 20 s).
 # The choice is written to .rtm-dev/images.env, which deploy/scripts/compose.sh
 # reads for the image variables you did not set yourself.
+#
+# RTM_BUILD_MONITORING=1 (set by `make monitoring-up`) also builds
+# rtm-prometheus:2 on the offline path (the compose profile `monitoring`);
+# the ordinary path uses prom/prometheus:v2.42.0 from the registry.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -159,6 +163,7 @@ t=$(now)
 tar -C "$repo" -cf - \
     --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' \
     --exclude='deploy/images/postgres' --exclude='deploy/images/redis' \
+    --exclude='deploy/images/prometheus' \
     libs services migrations alembic.ini deploy/images \
 | run docker-build-rtm docker build -f deploy/images/Dockerfile "${build_args[@]}" \
     --build-arg "RTM_VERSION=$version" -t "$rtm_image" -
@@ -171,8 +176,15 @@ if [[ "$path" == offline ]]; then
     run docker-build-redis docker build --build-arg "BASE_IMAGE=$base_image" -t rtm-redis:7 "$here/redis"
     log "rtm-postgres:15 and rtm-redis:7 ready in $(( $(now) - t ))s"
     pg_image=rtm-postgres:15; redis_image=rtm-redis:7
+    prometheus_image=rtm-prometheus:2
+    if [[ "${RTM_BUILD_MONITORING:-0}" == 1 ]]; then
+        t=$(now)
+        run docker-build-prometheus docker build --build-arg "BASE_IMAGE=$base_image" -t "$prometheus_image" "$here/prometheus"
+        log "$prometheus_image ready in $(( $(now) - t ))s"
+    fi
 else
     pg_image=postgres:15; redis_image=redis:7
+    prometheus_image=prom/prometheus:v2.42.0
 fi
 
 cat >"$dev_dir/images.env" <<ENV
@@ -181,5 +193,6 @@ RTM_BUILD_PATH=$path
 RTM_IMAGE=$rtm_image
 RTM_POSTGRES_IMAGE=$pg_image
 RTM_REDIS_IMAGE=$redis_image
+RTM_PROMETHEUS_IMAGE=$prometheus_image
 ENV
 log "done in $(( $(now) - t_all ))s -> $dev_dir/images.env"

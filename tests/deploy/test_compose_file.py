@@ -23,6 +23,8 @@ COMPOSE_FILE = REPO / "deploy" / "compose" / "docker-compose.yml"
 SOCKET = "/var/run/docker.sock"
 RTM_LONG_RUNNING = {"rtm-api", "rtm-jobs", "rtm-watcher", "rtm-reconciler"}
 ALL_SERVICES = RTM_LONG_RUNNING | {"postgres", "redis", "rtm-migrate"}
+#: Services of the `monitoring` profile (not started by a plain `up`).
+MONITORING = {"prometheus"}
 
 _VAR = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
@@ -58,7 +60,11 @@ def _volume_targets(svc: dict[str, Any]) -> dict[str, str]:
 
 
 def test_services_are_the_seven_of_the_stack(services: dict[str, Any]) -> None:
-    assert set(services) == ALL_SERVICES
+    default = {n for n, s in services.items() if not s.get("profiles")}
+    assert default == ALL_SERVICES
+    assert set(services) - default == MONITORING
+    for name in MONITORING:
+        assert services[name]["profiles"] == ["monitoring"]
 
 
 def test_docker_socket_only_in_the_four_rtm_processes(services: dict[str, Any]) -> None:
@@ -70,8 +76,9 @@ def test_docker_socket_only_in_the_four_rtm_processes(services: dict[str, Any]) 
 
 def test_only_rtm_api_publishes_and_only_on_loopback(services: dict[str, Any]) -> None:
     published = {n: s["ports"] for n, s in services.items() if s.get("ports")}
-    assert set(published) == {"rtm-api"}
+    assert set(published) == {"rtm-api", "prometheus"}
     assert published["rtm-api"] == ["127.0.0.1:8096:8096"]
+    assert published["prometheus"] == ["127.0.0.1:9090:9090"]
     for name in ("postgres", "redis"):
         assert "ports" not in services[name]
         assert services[name].get("network_mode") is None
@@ -137,6 +144,26 @@ def test_rtm_environment(services: dict[str, Any]) -> None:
         assert "search_path=rtmanager" in dsn and "sslmode=disable" in dsn
         # An empty token is refused by RTM: it must be a pass-through key.
         assert env["RTMANAGER_INTERNAL_API_TOKEN"] is None
+
+
+def test_metrics_exporter_on_by_default(services: dict[str, Any]) -> None:
+    """/metrics on :9464 of every RTM process, on all interfaces (Prometheus on
+    rtm-internal scrapes it), never published on the host."""
+    for name in RTM_LONG_RUNNING:
+        env = services[name]["environment"]
+        assert env["OTEL_METRICS_EXPORTER"] == "prometheus", name
+        assert env["OTEL_EXPORTER_PROMETHEUS_HOST"] == "0.0.0.0", name
+        assert env["OTEL_EXPORTER_PROMETHEUS_PORT"] == "9464", name
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_prometheus_scrapes_with_the_repo_config(services: dict[str, Any]) -> None:
+    prom = services["prometheus"]
+    assert prom["networks"] == ["rtm-internal"]
+    assert "../monitoring/prometheus:/etc/prometheus:ro" in prom["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom["command"]
+    assert (COMPOSE_FILE.parent / "../monitoring/prometheus/prometheus.yml").resolve().is_file()
+    assert SOCKET not in _volume_targets(prom)
 
 
 def test_state_root_same_path_on_both_sides(services: dict[str, Any]) -> None:
