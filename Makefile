@@ -91,3 +91,36 @@ ps: ## the stack's containers and their health
 
 helm-check: ## helm lint + template (default, ci values) + kubernetes-validate --strict
 	deploy/helm/check.sh
+
+# ========================================================= integration & docs
+# The compose stack driven from outside (tests/integration, docs/runbook.md
+# blocks) and Prometheus on it. Owner: stack-level tests; see
+# tests/integration/README.md. `make test` never collects tests/integration
+# (pyproject addopts --ignore); these targets run it against a live stack.
+
+# Stack settings for the integration run (compose honours them, see
+# deploy/compose/.env.example): reconcile passes every few seconds so
+# dispose/adopt are seen quickly, and a shorter claim idle and game lease so a
+# SIGKILLed rtm-jobs' entries and leases are taken over within the suite's
+# timeouts. A plain `make up` afterwards puts the defaults back.
+INTEGRATION_STACK_ENV ?= RTMANAGER_RECONCILE_INTERVAL=3s RTMANAGER_JOBS_CLAIM_IDLE=10s \
+	RTMANAGER_GAME_LEASE_TTL_SECONDS=20
+INTEGRATION_ARGS ?=
+
+.PHONY: integration docs-check monitoring-up monitoring-down
+
+integration: venv engine-image ## stack + Prometheus up (short reconcile interval), then pytest tests/integration
+	$(INTEGRATION_STACK_ENV) $(MAKE) --no-print-directory monitoring-up
+	RTM_INTEGRATION=1 $(INTEGRATION_STACK_ENV) $(BIN)/pytest tests/integration -m integration $(INTEGRATION_ARGS)
+
+docs-check: engine-image ## stack up if needed, then every `sh` block of docs/runbook.md against it
+	$(MAKE) --no-print-directory up
+	python3 scripts/docs_check.py
+
+monitoring-up: ## the stack plus Prometheus (profile monitoring) on 127.0.0.1:9090
+	RTM_BUILD_MONITORING=1 $(MAKE) --no-print-directory up
+	$(COMPOSE) --profile monitoring up -d prometheus
+	deploy/scripts/wait-prometheus.sh
+
+monitoring-down: ## remove Prometheus only (its volume too); `make down` removes everything
+	$(COMPOSE) --profile monitoring rm -f -s -v prometheus
