@@ -122,5 +122,5 @@ monitoring-up: ## the stack plus Prometheus (profile monitoring) on 127.0.0.1:90
 	$(COMPOSE) --profile monitoring up -d prometheus
 	deploy/scripts/wait-prometheus.sh
 
-monitoring-down: ## remove Prometheus only (its volume too); `make down` removes everything
+monitoring-down: ## stop and remove Prometheus only (its data volume stays until `make down`)
 	$(COMPOSE) --profile monitoring rm -f -s -v prometheus
