@@ -37,7 +37,7 @@ from rtm_jobs.schemas import (
 DOCUMENT = Path(__file__).resolve().parents[4] / "docs" / "api" / "asyncapi.json"
 VERSION = "1.0.0"
 #: What `RTMANAGER_JOBS_CONSUMER_NAME` defaults to, as the document shows it.
-CONSUMER = "<hostname>:<pid>"
+CONSUMER = "<hostname>"
 
 
 def _default(field: str) -> str:

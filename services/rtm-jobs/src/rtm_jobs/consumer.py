@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from contextlib import suppress
@@ -109,8 +108,15 @@ Entry = tuple[str, RawFields]
 
 
 def consumer_name(core: Core) -> str:
-    """`RTMANAGER_JOBS_CONSUMER_NAME`, else `<hostname>:<pid>`."""
-    return core.settings.jobs_consumer_name or f"{socket.gethostname()}:{os.getpid()}"
+    """`RTMANAGER_JOBS_CONSUMER_NAME`, else the hostname.
+
+    A container or pod keeps its hostname across restarts, so a restarted
+    replica reads its own pending entries at once instead of leaving them for
+    a peer's claim after `RTMANAGER_JOBS_CLAIM_IDLE`, and dead names do not
+    pile up in the group. Replicas sharing one host must be given distinct
+    names.
+    """
+    return core.settings.jobs_consumer_name or socket.gethostname()
 
 
 def consumers(core: Core) -> list[JobConsumer]:
@@ -311,18 +317,15 @@ class JobConsumer:
                 outcome = await self._run(decoded)
                 result = job_result(game_id, outcome)
                 try:
-                    await self.core.publishers.job_result(result)
+                    offset = await self.state.complete(
+                        entry_id,
+                        results_stream=self.core.publishers.job_results_stream,
+                        result=result.fields(),
+                        maxlen=self.core.settings.stream_maxlen,
+                    )
                 except Exception:
                     log.exception(
                         "job result not published; entry left pending for a retry",
-                        extra={"entry_id": entry_id, **self._log_fields},
-                    )
-                    return
-                try:
-                    offset = await self.state.ack(entry_id)
-                except Exception:
-                    log.exception(
-                        "job result published but the entry not acknowledged; it will run again",
                         extra={"entry_id": entry_id, **self._log_fields},
                     )
                     return

@@ -34,7 +34,8 @@ from redis.exceptions import ResponseError
 log = logging.getLogger(__name__)
 
 
-# KEYS: stream, offset key. ARGV: group, entry id to ack ("" = only recompute).
+# KEYS: stream, offset key[, results stream]. ARGV: group, entry id to ack
+# ("" = only recompute)[, results MAXLEN ("0" = none), field, value, …].
 # Returns the offset the key holds afterwards (or false when there is none).
 _ACK_AND_ADVANCE = """
 local function parse(id)
@@ -47,6 +48,15 @@ local function greater(a, b)
   if not x then return false end
   if not y then return true end
   return x[1] > y[1] or (x[1] == y[1] and x[2] > y[2])
+end
+if KEYS[3] then
+  local fields = {}
+  for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+  if ARGV[3] ~= '0' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[3], '*', unpack(fields))
+  end
 end
 if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -123,6 +133,17 @@ class GroupState:
             "consumer group created",
             extra={"stream": self.stream, "group": self.group, "from_id": start},
         )
+
+    async def complete(
+        self, entry_id: str, *, results_stream: str, result: dict[str, str], maxlen: int
+    ) -> str | None:
+        """Publish `result`, acknowledge `entry_id` and move the offset, as one step."""
+        flat = [v for pair in result.items() for v in pair]
+        offset = await self._ack(
+            keys=[self.stream, self.offset_key, results_stream],
+            args=[self.group, entry_id, str(maxlen), *flat],
+        )
+        return str(offset) if offset else None
 
     async def ack(self, entry_id: str = "") -> str | None:
         """Acknowledge `entry_id` and move the offset key forward; returns the offset.
