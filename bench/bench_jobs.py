@@ -24,8 +24,7 @@ import aiodocker
 from benchkit import IMAGE, bench_core, remove_stack
 
 from rtm_core.bootstrap import Core
-from rtm_core.docker import EngineSpec, memory_label
-from rtm_core.domain import container_name
+from rtm_core.docker import EngineSpec, engine_spec
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler
@@ -39,23 +38,7 @@ async def raw_round(docker: aiodocker.Docker, core: Core, jobs: int) -> float:
         game_id = f"raw-{uuid.uuid4().hex[:8]}-{i}"
         state = s.game_state_root / game_id
         state.mkdir()
-        specs.append(
-            EngineSpec(
-                game_id=game_id,
-                name=container_name(game_id),
-                image_ref=IMAGE,
-                network=s.docker_network,
-                stack=s.stack,
-                state_host_path=str(state),
-                state_mount_path=s.engine_state_mount_path,
-                state_env_name=s.engine_state_env_name,
-                nano_cpus=int(s.default_cpu_quota * 1_000_000_000),
-                memory=s.default_memory,
-                pids_limit=s.default_pids_limit,
-                cpu_quota_label=f"{s.default_cpu_quota:g}",
-                memory_label=memory_label(s.default_memory),
-            )
-        )
+        specs.append(engine_spec(s, game_id, IMAGE, str(state), {}))
 
     async def one(spec: EngineSpec) -> None:
         container = await docker.containers.create(spec.create_config(), name=spec.name)

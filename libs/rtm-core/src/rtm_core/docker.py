@@ -31,6 +31,7 @@ from rtm_core.domain import (
     LABEL_PIDS_LIMIT,
     LABEL_STACK,
     OWNER,
+    container_name,
 )
 from rtm_core.errors import ContainerStartFailed, DockerUnavailable, ImagePullFailed
 from rtm_core.settings import PullPolicy, Settings, parse_size
@@ -388,6 +389,37 @@ def memory_label(value: int) -> str:
         if value % size == 0:
             return f"{value // size}{unit}"
     return str(value)
+
+
+def engine_spec(
+    settings: Settings,
+    game_id: str,
+    image_ref: str,
+    state_host_path: str,
+    image_labels: dict[str, str],
+) -> EngineSpec:
+    """The container SPEC §4 asks for: names, labels, limits, mount, env, logging.
+
+    Raises ValueError when the image's resource labels are unusable.
+    """
+    cpu, memory, pids = resources_for(image_labels, settings)
+    return EngineSpec(
+        game_id=game_id,
+        name=container_name(game_id),
+        image_ref=image_ref,
+        network=settings.docker_network,
+        stack=settings.stack,
+        state_host_path=state_host_path,
+        state_mount_path=settings.engine_state_mount_path,
+        state_env_name=settings.engine_state_env_name,
+        nano_cpus=int(cpu * 1_000_000_000),
+        memory=memory,
+        pids_limit=pids,
+        cpu_quota_label=f"{cpu:g}",
+        memory_label=memory_label(memory),
+        log_driver=settings.docker_log_driver,
+        log_opts=settings.docker_log_opts_dict,
+    )
 
 
 def resources_for(image_labels: dict[str, str], settings: Settings) -> tuple[float, int, int]:

@@ -7,14 +7,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from rtm_core.docker import (
-    ContainerInfo,
-    ContainerNameInUse,
-    EngineSpec,
-    memory_label,
-    resources_for,
-)
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus, container_name
+from rtm_core.docker import ContainerInfo, ContainerNameInUse, engine_spec
+from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
 from rtm_core.domain import engine_endpoint as endpoint_of
 from rtm_core.errors import ContainerStartFailed, StartConfigInvalid
 from rtm_core.lifecycle.deps import LifecycleDeps
@@ -55,26 +49,9 @@ async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> Container
     path = await ensure_state_dir(deps, game_id)
     labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
     try:
-        cpu, memory, pids = resources_for(labels, s)
+        spec = engine_spec(s, game_id, image_ref, str(path), labels)
     except ValueError as exc:
         raise StartConfigInvalid(f"image {image_ref} resource labels: {exc}") from exc
-    spec = EngineSpec(
-        game_id=game_id,
-        name=container_name(game_id),
-        image_ref=image_ref,
-        network=s.docker_network,
-        stack=s.stack,
-        state_host_path=str(path),
-        state_mount_path=s.engine_state_mount_path,
-        state_env_name=s.engine_state_env_name,
-        nano_cpus=int(cpu * 1_000_000_000),
-        memory=memory,
-        pids_limit=pids,
-        cpu_quota_label=f"{cpu:g}",
-        memory_label=memory_label(memory),
-        log_driver=s.docker_log_driver,
-        log_opts=s.docker_log_opts_dict,
-    )
     try:
         return await deps.docker.create_and_start(spec)
     except ContainerNameInUse:
