@@ -124,3 +124,11 @@ monitoring-up: ## the stack plus Prometheus (profile monitoring) on 127.0.0.1:90
 
 monitoring-down: ## stop and remove Prometheus only (its data volume stays until `make down`)
 	$(COMPOSE) --profile monitoring rm -f -s -v prometheus
+
+# ----------------------------------------------------------------- benchmarks
+# SPEC §10 targets, measured against real Docker/PostgreSQL/Redis (never in tests).
+
+.PHONY: bench
+bench: deps venv engine-image ## SPEC §10 benchmarks (bench/*.py), one after the other
+	source $(TEST_ENV) && for b in api jobs watcher reconcile; do \
+		echo "== bench_$$b"; $(BIN)/python bench/bench_$$b.py; done
