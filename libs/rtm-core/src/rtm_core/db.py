@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rtm_core.schema import SCHEMA
 
@@ -53,10 +53,6 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_recycle=300,
     )
-
-
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 def migrations_dir() -> Path:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -95,10 +94,6 @@ class GaugeValues:
     def discard(self, **attributes: str) -> None:
         with self._lock:
             self._values.pop(tuple(sorted(attributes.items())), None)
-
-    def replace(self, values: Mapping[tuple[tuple[str, str], ...], float]) -> None:
-        with self._lock:
-            self._values = dict(values)
 
     def get(self, **attributes: str) -> float | None:
         with self._lock:
@@ -205,7 +200,3 @@ class Metrics:
 
     def count_lease_conflict(self) -> None:
         self.lease_conflicts.add(1)
-
-
-def span_attributes(**attrs: Any) -> dict[str, Any]:
-    return {f"rtm.{k}" if k not in {"game_id", "op_kind"} else k: v for k, v in attrs.items()}

@@ -76,5 +76,5 @@ async def patch(
         source=source,
         body=body,
         lease_wait=lease_wait,
-        image_ref=image_ref if isinstance(image_ref, str) else None,
+        image_ref=image_ref,
     )

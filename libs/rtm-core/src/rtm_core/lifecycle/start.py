@@ -65,7 +65,7 @@ async def start(
             source=source,
             body=body,
             lease_wait=lease_wait,
-            image_ref=image_ref if isinstance(image_ref, str) else None,
+            image_ref=image_ref,
         )
     except _NOTIFY as error:
         await _notify(deps, game_id, image_ref, error, attempted_at_ms)
@@ -77,7 +77,7 @@ async def _notify(
 ) -> None:
     intent = NotificationIntent(
         game_id=game_id,
-        image_ref=image_ref if isinstance(image_ref, str) else "",
+        image_ref=image_ref,
         error_code=error.code,
         error_message=error.message,
         attempted_at_ms=attempted_at_ms,
