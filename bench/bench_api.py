@@ -36,7 +36,7 @@ from benchkit import IMAGE, REPO, bench_core, remove_stack
 sys.path.insert(0, str(REPO / "tests"))
 from processes import RtmProcess, free_port, settings_env
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 
 RUNTIMES = "/api/v1/internal/runtimes"
 

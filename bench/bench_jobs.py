@@ -23,8 +23,8 @@ from typing import Any
 import aiodocker
 from benchkit import IMAGE, bench_core, remove_stack
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import EngineSpec, engine_spec
+from rtm_core.domain.engine import EngineSpec, engine_spec
+from rtm_core.runtime.bootstrap import Core
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler

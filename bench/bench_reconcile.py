@@ -33,8 +33,8 @@ from collections import defaultdict
 import aiodocker
 from benchkit import IMAGE, bench_core, bounded, remove_stack
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource, engine_endpoint
+from rtm_core.domain.vocabulary import OpSource, engine_endpoint
+from rtm_core.runtime.bootstrap import Core
 from rtm_reconciler.reconciler import Reconciler
 
 TARGET_S = 2.0

@@ -41,9 +41,9 @@ import httpx
 from benchkit import IMAGE, bench_core
 from sqlalchemy import insert
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.schema import HealthSnapshot, RuntimeRecord
+from rtm_core.adapters.postgres.tables import HealthSnapshotRow, RuntimeRecordRow
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.probe_worker import ProbeWorker
@@ -183,12 +183,12 @@ async def seed(core: Core, base: str, engines: int) -> None:
         for i in range(engines)
     ]
     async with core.engine.begin() as conn:
-        await conn.execute(insert(RuntimeRecord.__table__), rows)  # type: ignore[attr-defined]
+        await conn.execute(insert(RuntimeRecordRow.__table__), rows)  # type: ignore[attr-defined]
 
 
 async def healthy_latencies_ms(core: Core, slow: set[int]) -> list[float]:
     async with core.repos.session() as s:
-        snapshots = (await s.execute(HealthSnapshot.__table__.select())).all()  # type: ignore[attr-defined]
+        snapshots = (await s.execute(HealthSnapshotRow.__table__.select())).all()  # type: ignore[attr-defined]
     return [
         float(row.details["latency_ms"])
         for row in snapshots

@@ -25,11 +25,11 @@ from typing import Any
 import aiodocker
 import asyncpg
 
-from rtm_core import db
-from rtm_core.bootstrap import Core, redis_client, wire
-from rtm_core.docker import DockerEngine
+from rtm_core.adapters.docker_engine import DockerEngine
+from rtm_core.adapters.postgres import database as db
+from rtm_core.observability import Metrics
+from rtm_core.runtime.bootstrap import Core, redis_client, wire
 from rtm_core.settings import load_settings
-from rtm_core.telemetry import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "galaxy/test-engine:1.0.0"

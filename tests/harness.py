@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from rtm_core import db
+from rtm_core.adapters.postgres import database as db
 
 
 async def stream_entries(redis: Redis, stream: str) -> list[dict[str, str]]:

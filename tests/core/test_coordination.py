@@ -9,10 +9,10 @@ import asyncpg
 from harness import wait_for
 from redis.asyncio import Redis
 
-from rtm_core import db
-from rtm_core.leader import LeaderElector
-from rtm_core.lease import GameLeases, Lease
-from rtm_core.telemetry import Metrics
+from rtm_core.adapters.postgres import database as db
+from rtm_core.adapters.redis.leases import GameLeases, Lease
+from rtm_core.observability import Metrics
+from rtm_core.runtime.leader import LeaderElector
 
 
 async def test_game_lease_is_renewed_while_held_and_released_after(redis: Redis) -> None:

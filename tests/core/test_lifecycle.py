@@ -16,9 +16,7 @@ import pytest
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.errors import (
+from rtm_core.domain.errors import (
     Conflict,
     ContainerStartFailed,
     ImagePullFailed,
@@ -29,6 +27,8 @@ from rtm_core.errors import (
     SemverPatchOnly,
     StartConfigInvalid,
 )
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 
 V100 = "galaxy/test-engine:1.0.0"
 V101 = "galaxy/test-engine:1.0.1"
@@ -396,7 +396,7 @@ async def test_a_crash_leftover_container_is_replaced_on_start(
 
 
 def test_state_dirs_are_per_game(tmp_path: Path) -> None:
-    from rtm_core.domain import container_name, engine_endpoint
+    from rtm_core.domain.vocabulary import container_name, engine_endpoint
 
     assert container_name("g1") == "galaxy-game-g1"
     assert engine_endpoint("g1") == "http://galaxy-game-g1:8080"

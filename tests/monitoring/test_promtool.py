@@ -172,7 +172,7 @@ import sys, time
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import start_http_server
-from rtm_core.telemetry import Metrics
+from rtm_core.observability import Metrics
 
 metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
 metrics.leader.set(1.0, role="watcher", instance="watcher-a:1")

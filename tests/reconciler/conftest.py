@@ -14,7 +14,7 @@ import pytest
 from harness import fresh_database
 from reconciler.helpers import ENGINE_V100, labelled_config
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_reconciler.cleanup import RetentionCleanup
 from rtm_reconciler.reconciler import Reconciler

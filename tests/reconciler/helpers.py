@@ -7,9 +7,9 @@ from typing import Any
 
 import aiodocker
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 
 ENGINE_V100 = "galaxy/test-engine:1.0.0"
 

@@ -10,8 +10,8 @@ import pytest
 from reconciler.helpers import start_engine
 from sqlalchemy import text
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_reconciler.cleanup import RetentionCleanup
 

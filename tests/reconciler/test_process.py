@@ -11,7 +11,7 @@ import httpx
 from processes import BOOT_LINES, RtmProcess, free_port, settings_env
 from reconciler.helpers import start_engine, vanish
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 #: SPEC §2, in this order, for this process.

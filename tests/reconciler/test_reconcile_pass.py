@@ -6,6 +6,7 @@ then the record, the operation log, the stream and Docker checked."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -17,9 +18,9 @@ from harness import stream_entries, wait_for
 from reconciler.helpers import ENGINE_V100, start_engine, vanish
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.runtime.bootstrap import Core
 from rtm_reconciler.reconciler import Reconciler, plan_pass
 
 
@@ -147,7 +148,7 @@ async def test_an_engine_in_sync_writes_nothing(
 
     assert (report.disposed, report.observed_exited, report.adopted) == (0, 0, 0)
     after = await core.repos.get_record(game_id)
-    assert after is not None and after.model_dump() == record.model_dump()
+    assert after is not None and dataclasses.asdict(after) == dataclasses.asdict(record)
     assert [k for k, *_ in await ops(core, game_id)] == ["start"]
     events = await stream_entries(redis, core.settings.redis_health_events_stream)
     assert [e["event_type"] for e in events] == ["container_started"]

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from harness import fresh_database
 
-from rtm_core.bootstrap import Core, redis_client
+from rtm_core.runtime.bootstrap import Core, redis_client
 from rtm_core.settings import Settings
 from rtm_watcher.memory import KEY_PREFIX
 

@@ -12,8 +12,8 @@ import aiodocker
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 
 ENGINE = "galaxy/test-engine:1.0.0"
 #: 64m memory limit (image labels): `eat_memory` gets it OOM-killed fast.

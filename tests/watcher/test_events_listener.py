@@ -30,9 +30,9 @@ from watcher.helpers import (
     wait_until_exited,
 )
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER, OpSource
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER, OpSource
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_watcher.events_listener import EventsListener
 

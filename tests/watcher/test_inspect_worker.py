@@ -17,7 +17,7 @@ from watcher.helpers import (
     wait_until_exited,
 )
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_watcher.inspect_worker import InspectWorker
 
 StateDir = Callable[[str], Path]

@@ -12,8 +12,8 @@ import pytest
 from redis.asyncio import Redis
 from watcher.helpers import control, health_events, start_engine
 
-from rtm_core.bootstrap import Core
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import ProbeAddressMode, Settings
 from rtm_watcher.probe_worker import ProbeWorker
 

@@ -17,7 +17,7 @@ from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
 from watcher.helpers import control, health_events, start_engine, wait_for_event
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 WORKERS = ("events_listener", "inspect_worker", "probe_worker")

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpKind, OpSource
-from rtm_core.errors import NotFound, OperationInProgress
-from rtm_core.schema import RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.domain.errors import NotFound, OperationInProgress
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource
+from rtm_core.observability import tracer
+from rtm_core.runtime.bootstrap import Core
 from rtm_reconciler.passes import GamePass, error_fields, fan_out
 
 log = logging.getLogger("rtm_reconciler.cleanup")

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from rtm_core.bootstrap import Core
-from rtm_core.errors import RtmError
-from rtm_core.loops import PeriodicLoop
+from rtm_core.domain.errors import RtmError
+from rtm_core.runtime.bootstrap import Core
+from rtm_core.runtime.loops import PeriodicLoop
 
 T = TypeVar("T")
 

@@ -37,9 +37,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import (
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.errors import OperationInProgress
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import (
     LABEL_OWNER,
     LABEL_STACK,
     OWNER,
@@ -48,9 +49,8 @@ from rtm_core.domain import (
     container_name,
     is_valid_game_id,
 )
-from rtm_core.errors import OperationInProgress
-from rtm_core.schema import RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.observability import tracer
+from rtm_core.runtime.bootstrap import Core
 from rtm_reconciler.passes import GamePass, error_fields, fan_out
 
 log = logging.getLogger("rtm_reconciler.reconciler")

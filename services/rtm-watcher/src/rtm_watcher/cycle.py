@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import RuntimeStatus
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import RuntimeStatus
+from rtm_core.runtime.bootstrap import Core
 
 
 async def running_records(core: Core) -> list[RuntimeRecord]:

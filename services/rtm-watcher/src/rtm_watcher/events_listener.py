@@ -42,14 +42,14 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo, DockerEvent, parse_docker_time
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
-from rtm_core.errors import DockerUnavailable
-from rtm_core.lease import GAME_LEASE_PREFIX
-from rtm_core.loops import sleep_until
-from rtm_core.publishers import now_ms
-from rtm_core.schema import RuntimeRecord
+from rtm_core.adapters.redis.leases import GAME_LEASE_PREFIX
+from rtm_core.domain.engine import ContainerInfo, EngineEvent, parse_docker_time
+from rtm_core.domain.errors import DockerUnavailable
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain.wire import now_ms
+from rtm_core.runtime.bootstrap import Core
+from rtm_core.runtime.loops import sleep_until
 from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import Claims, watcher_key
 
@@ -164,7 +164,7 @@ class EventsListener:
         """Handle events until `stop` (returns) or the stream breaks (raises)."""
         events = self._core.docker.events(since=self._since_nano / 1e9)
         stopping = asyncio.ensure_future(stop.wait())
-        pending: asyncio.Future[DockerEvent] | None = None
+        pending: asyncio.Future[EngineEvent] | None = None
         try:
             while True:
                 pending = asyncio.ensure_future(_next(events))
@@ -191,7 +191,7 @@ class EventsListener:
 
     # events ----------------------------------------------------------------
 
-    async def handle(self, event: DockerEvent) -> None:
+    async def handle(self, event: EngineEvent) -> None:
         """Act on one event, then advance the cursor past it."""
         key = (event.container_id, event.action, event.time_nano)
         if key in self._recent:
@@ -207,7 +207,7 @@ class EventsListener:
             self._since_nano = event.time_nano
             await self._core.redis.set(self._cursor_key, str(event.time_nano))
 
-    async def _on_die(self, event: DockerEvent) -> None:
+    async def _on_die(self, event: EngineEvent) -> None:
         game_id = event.game_id
         if not game_id or event.exit_code == 0:
             return
@@ -219,11 +219,11 @@ class EventsListener:
             # record pointed at it. Decide once the operation has committed.
             self._spawn(self._recheck_after_operation(game_id, event))
 
-    def _on_oom(self, event: DockerEvent) -> None:
+    def _on_oom(self, event: EngineEvent) -> None:
         self._oom_pending.add(event.container_id)
         self._spawn(self._settle_oom(event))
 
-    async def _recheck_after_operation(self, game_id: str, event: DockerEvent) -> None:
+    async def _recheck_after_operation(self, game_id: str, event: EngineEvent) -> None:
         deadline = time.monotonic() + self._core.settings.game_lease_ttl_seconds
         while await self._core.redis.exists(GAME_LEASE_PREFIX + game_id):
             if time.monotonic() > deadline:
@@ -232,7 +232,7 @@ class EventsListener:
         if _is_current(await self._core.repos.get_record(game_id), event.container_id):
             await self._report_death(game_id, event.container_id, event.exit_code, event)
 
-    async def _settle_oom(self, event: DockerEvent) -> None:
+    async def _settle_oom(self, event: EngineEvent) -> None:
         await asyncio.sleep(OOM_SETTLE_SECONDS)
         container_id, game_id = event.container_id, event.game_id
         if container_id not in self._oom_pending or not game_id:
@@ -294,7 +294,7 @@ class EventsListener:
         game_id: str,
         container_id: str,
         exit_code: int | None,
-        seen: DockerEvent | ContainerInfo,
+        seen: EngineEvent | ContainerInfo,
     ) -> bool:
         if await self._core.exits.is_expected(container_id):
             log.debug("exit caused by RTM", extra={"game_id": game_id, "worker": self.name})
@@ -316,7 +316,7 @@ class EventsListener:
         oom_killed = info is not None and info.oom_killed
         oom_death = oom_pending or (oom_killed and not survived_oom)
         self._oom_pending.discard(container_id)
-        if isinstance(seen, DockerEvent):
+        if isinstance(seen, EngineEvent):
             at_ms = seen.time_nano // 1_000_000
         else:
             at_ms = _finished_at_ms(seen)
@@ -355,7 +355,7 @@ class EventsListener:
         return True
 
 
-async def _next(events: AsyncIterator[DockerEvent]) -> DockerEvent:
+async def _next(events: AsyncIterator[EngineEvent]) -> EngineEvent:
     try:
         return await events.__anext__()
     except StopAsyncIteration:

@@ -22,12 +22,12 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import HealthEventType, HealthSource
-from rtm_core.health import SnapshotUpdate
-from rtm_core.loops import PeriodicLoop
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource
+from rtm_core.lifecycle.health import SnapshotUpdate
+from rtm_core.runtime.bootstrap import Core
+from rtm_core.runtime.loops import PeriodicLoop
 from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import ContainerMemory, watcher_key
 

@@ -35,12 +35,12 @@ from typing import Any
 
 import httpx
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import ENGINE_PORT, HealthEventType, HealthSource
-from rtm_core.health import SnapshotUpdate
-from rtm_core.loops import PeriodicLoop
-from rtm_core.publishers import now_ms
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import ENGINE_PORT, HealthEventType, HealthSource
+from rtm_core.domain.wire import now_ms
+from rtm_core.lifecycle.health import SnapshotUpdate
+from rtm_core.runtime.bootstrap import Core
+from rtm_core.runtime.loops import PeriodicLoop
 from rtm_core.settings import ProbeAddressMode
 from rtm_watcher.cycle import for_each, running_records
 from rtm_watcher.memory import ContainerMemory, watcher_key

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import OpSource
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.vocabulary import OpSource
 from rtm_core.lifecycle import reconcile
 from rtm_core.lifecycle.cleanup import cleanup
 from rtm_core.lifecycle.deps import LifecycleDeps

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, require_game_id
-from rtm_core.errors import Conflict, NotFound
+from rtm_core.domain.errors import Conflict, NotFound
+from rtm_core.domain.records import OperationLogEntry
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, require_game_id
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import retire
 from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry
 
 
 async def cleanup(

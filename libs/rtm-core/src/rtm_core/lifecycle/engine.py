@@ -7,13 +7,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from rtm_core.docker import ContainerInfo, ContainerNameInUse, engine_spec
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
-from rtm_core.domain import engine_endpoint as endpoint_of
-from rtm_core.errors import ContainerStartFailed, StartConfigInvalid
+from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, engine_spec
+from rtm_core.domain.errors import ContainerStartFailed, StartConfigInvalid
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain.vocabulary import engine_endpoint as endpoint_of
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.operation import AfterCommit
-from rtm_core.schema import RuntimeRecord
 
 
 def state_path(deps: LifecycleDeps, game_id: str) -> Path:

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from rtm_core.domain import OpKind, OpSource, Outcome
-from rtm_core.errors import REPLAY_NO_OP, OperationInProgress, RtmError
+from rtm_core.domain.errors import REPLAY_NO_OP, OperationInProgress, RtmError
+from rtm_core.domain.records import OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource, Outcome
 from rtm_core.lifecycle.deps import LifecycleDeps
-from rtm_core.logs import operation_context
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.observability import operation_context, tracer
 
 log = logging.getLogger("rtm_core.lifecycle")
 

@@ -6,8 +6,9 @@ start or stop that raced the pass wins and the pass writes nothing.
 
 from __future__ import annotations
 
-from rtm_core.docker import ContainerInfo, parse_docker_time
-from rtm_core.domain import (
+from rtm_core.domain.engine import ContainerInfo, parse_docker_time
+from rtm_core.domain.records import OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import (
     HealthEventType,
     HealthSource,
     OpKind,
@@ -20,7 +21,6 @@ from rtm_core.domain import (
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import state_path
 from rtm_core.lifecycle.operation import Body, OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
 
 
 async def dispose(deps: LifecycleDeps, game_id: str) -> bool:

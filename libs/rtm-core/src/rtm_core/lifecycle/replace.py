@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, require_game_id
-from rtm_core.errors import Conflict, NotFound
-from rtm_core.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.domain.errors import Conflict, NotFound
+from rtm_core.domain.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.domain.records import OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, require_game_id
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import announce_started, launch, retire, running_record
 from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
 
 
 async def _replaceable(deps: LifecycleDeps, game_id: str) -> RuntimeRecord:

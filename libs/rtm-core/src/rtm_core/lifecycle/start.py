@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import contextlib
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, is_valid_game_id
-from rtm_core.errors import (
+from rtm_core.domain.errors import (
     Conflict,
     ContainerStartFailed,
     ImagePullFailed,
     RtmError,
     StartConfigInvalid,
 )
-from rtm_core.imageref import validate_image_ref
+from rtm_core.domain.imageref import validate_image_ref
+from rtm_core.domain.records import OperationLogEntry
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, is_valid_game_id
+from rtm_core.domain.wire import NotificationIntent, now_ms
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import announce_started, is_alive, launch, running_record
 from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.publishers import NotificationIntent, now_ms
-from rtm_core.schema import OperationLogEntry
 
 #: The three first-touch failures that page an admin.
 _NOTIFY = (ImagePullFailed, ContainerStartFailed, StartConfigInvalid)

@@ -12,9 +12,9 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
-from rtm_core.bootstrap import Core
-from rtm_core.errors import ServiceUnavailable
-from rtm_core.readiness import first_failure
+from rtm_core.domain.errors import ServiceUnavailable
+from rtm_core.runtime.bootstrap import Infrastructure
+from rtm_core.runtime.readiness import first_failure
 from rtm_core.settings import split_host_port
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def health_router(core: Core) -> APIRouter:
+def health_router(infra: Infrastructure) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=True, tags=["health"])
@@ -44,7 +44,7 @@ def health_router(core: Core) -> APIRouter:
         responses={503: {"description": "A dependency or loop is not ready"}},
     )
     async def readyz() -> JSONResponse:
-        failure = await first_failure(core)
+        failure = await first_failure(infra)
         if failure is not None:
             return JSONResponse(error_body(ServiceUnavailable.code, failure), status_code=503)
         return JSONResponse({"status": "ready"})
@@ -52,9 +52,9 @@ def health_router(core: Core) -> APIRouter:
     return router
 
 
-def ops_app(core: Core) -> FastAPI:
-    app = FastAPI(title=f"{core.process} ops", docs_url=None, redoc_url=None)
-    app.include_router(health_router(core))
+def ops_app(infra: Infrastructure) -> FastAPI:
+    app = FastAPI(title=f"{infra.process} ops", docs_url=None, redoc_url=None)
+    app.include_router(health_router(infra))
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from rtm_core.errors import InvalidRequest
+from rtm_core.domain.errors import InvalidRequest
 
 GAME_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

@@ -14,10 +14,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from rtm_core.bootstrap import Core
-from rtm_core.leader import LeaderElector
-from rtm_core.loops import sleep_until
-from rtm_core.ops_http import serve
+from rtm_core.adapters.postgres.repositories import Repositories
+from rtm_core.domain.vocabulary import RuntimeStatus
+from rtm_core.runtime.bootstrap import Infrastructure
+from rtm_core.runtime.leader import LeaderElector
+from rtm_core.runtime.loops import sleep_until
+from rtm_core.runtime.ops_http import serve
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,15 @@ async def run_workers(stop: asyncio.Event, workers: Sequence[Worker]) -> None:
         raise failed
 
 
-async def refresh_records_gauge(core: Core, stop: asyncio.Event) -> None:
+async def refresh_records_gauge(infra: Infrastructure, stop: asyncio.Event) -> None:
+    records = Repositories(infra.postgres)
     while True:
         try:
-            counts = await core.repos.count_by_status()
-            for status in ("running", "stopped", "removed"):
-                core.metrics.records_by_status.set(float(counts.get(status, 0)), status=status)
+            counts = await records.count_by_status()
+            for status in RuntimeStatus:
+                infra.metrics.records_by_status.set(
+                    float(counts.get(status.value, 0)), status=status.value
+                )
         except Exception:
             log.warning("could not refresh runtime_records_by_status", exc_info=True)
         if await sleep_until(stop, RECORDS_GAUGE_INTERVAL):
@@ -59,7 +64,7 @@ async def refresh_records_gauge(core: Core, stop: asyncio.Event) -> None:
 
 
 async def run_service(
-    core: Core,
+    infra: Infrastructure,
     stop: asyncio.Event,
     *,
     app: FastAPI,
@@ -77,11 +82,11 @@ async def run_service(
             app,
             addr,
             listener_stop,
-            drain_seconds=core.settings.shutdown_timeout,
+            drain_seconds=infra.settings.shutdown_timeout,
             listening=listening,
         )
     )
-    gauge = asyncio.create_task(refresh_records_gauge(core, stop))
+    gauge = asyncio.create_task(refresh_records_gauge(infra, stop))
     try:
         await asyncio.wait(
             {listener, asyncio.create_task(listening.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -99,11 +104,11 @@ async def run_service(
             await lead(stop)
         else:
             elector = LeaderElector(
-                core.redis,
+                infra.redis,
                 role=leader_role,
-                stack=core.settings.stack,
-                ttl_seconds=core.settings.leader_lease_ttl_seconds,
-                metrics=core.metrics,
+                stack=infra.settings.stack,
+                ttl_seconds=infra.settings.leader_lease_ttl_seconds,
+                metrics=infra.metrics,
             )
             await elector.run(stop, lead)
     finally:
@@ -113,4 +118,4 @@ async def run_service(
             await listener
         with suppress(asyncio.CancelledError):
             await gauge
-        await core.aclose()
+        await infra.aclose()

@@ -1,14 +1,15 @@
-"""Repositories over the three tables.
+"""PostgreSQL repositories over the three tables, speaking domain records.
 
 A lifecycle operation writes its record and its operation-log row in one
-transaction (`Repositories.commit_operation`), so the log never claims a
-change the record does not show, nor the reverse.
+transaction (`commit_operation`), so the log never claims a change the
+record does not show, nor the reverse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -17,15 +18,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from rtm_core.domain import RuntimeStatus
-from rtm_core.schema import HealthSnapshot, OperationLogEntry, RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.adapters.postgres.tables import HealthSnapshotRow, OperationLogRow, RuntimeRecordRow
+from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import RuntimeStatus
+from rtm_core.observability import tracer
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def traced(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def traced(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """A child span per repository call, so a trace shows its PostgreSQL time."""
     name = f"postgres.{method.__name__}"
 
@@ -40,7 +44,24 @@ def traced(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 #: Rows per INSERT: 6 parameters each, well under PostgreSQL's 32767.
 _SNAPSHOT_BATCH = 1000
 _SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at", "details")
-_RECORD_COLUMNS = [c.name for c in RuntimeRecord.__table__.columns]  # type: ignore[attr-defined]
+_RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
+_RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
+_SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
+
+
+def _record(row: RuntimeRecordRow) -> RuntimeRecord:
+    return RuntimeRecord(**{c: getattr(row, c) for c in _RECORD_COLUMNS})
+
+
+def _entry(row: OperationLogRow) -> OperationLogEntry:
+    return OperationLogEntry(**{f.name: getattr(row, f.name) for f in _ENTRY_FIELDS})
+
+
+def _snapshot(row: HealthSnapshotRow) -> HealthSnapshot:
+    return HealthSnapshot(**{c: getattr(row, c) for c in _SNAPSHOT_COLUMNS})
+
+
+_ENTRY_FIELDS = dataclasses.fields(OperationLogEntry)
 
 
 class Repositories:
@@ -59,43 +80,45 @@ class Repositories:
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
         async with self._reads() as s:
-            return await s.get(RuntimeRecord, game_id)
+            row = await s.get(RuntimeRecordRow, game_id)
+        return None if row is None else _record(row)
 
     @traced
-    async def list_records(self, status: str | None = None) -> Sequence[RuntimeRecord]:
-        query = select(RuntimeRecord).order_by(col(RuntimeRecord.game_id))
+    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]:
+        query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
         if status is not None:
-            query = query.where(col(RuntimeRecord.status) == status)
-        async with self._reads() as s:
-            return (await s.execute(query)).scalars().all()
+            query = query.where(col(RuntimeRecordRow.status) == status)
+        return await self._records(query)
 
     @traced
-    async def live_records(self) -> Sequence[RuntimeRecord]:
+    async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
         query = (
-            select(RuntimeRecord)
-            .where(col(RuntimeRecord.status) != RuntimeStatus.REMOVED.value)
-            .order_by(col(RuntimeRecord.game_id))
+            select(RuntimeRecordRow)
+            .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
+            .order_by(col(RuntimeRecordRow.game_id))
         )
-        async with self._reads() as s:
-            return (await s.execute(query)).scalars().all()
+        return await self._records(query)
 
     @traced
-    async def stopped_before(self, cutoff: datetime) -> Sequence[RuntimeRecord]:
+    async def stopped_before(self, cutoff: datetime) -> list[RuntimeRecord]:
         """`stopped` records whose `stopped_at` is older than `cutoff` (retention cleanup)."""
         query = (
-            select(RuntimeRecord)
+            select(RuntimeRecordRow)
             .where(
-                col(RuntimeRecord.status) == RuntimeStatus.STOPPED.value,
-                col(RuntimeRecord.stopped_at) < cutoff,
+                col(RuntimeRecordRow.status) == RuntimeStatus.STOPPED.value,
+                col(RuntimeRecordRow.stopped_at) < cutoff,
             )
-            .order_by(col(RuntimeRecord.stopped_at))
+            .order_by(col(RuntimeRecordRow.stopped_at))
         )
+        return await self._records(query)
+
+    async def _records(self, query: Any) -> list[RuntimeRecord]:
         async with self._reads() as s:
-            return (await s.execute(query)).scalars().all()
+            return [_record(row) for row in (await s.execute(query)).scalars().all()]
 
     async def count_by_status(self) -> dict[str, int]:
-        status = col(RuntimeRecord.status)
+        status = col(RuntimeRecordRow.status)
         query = select(status, func.count()).group_by(status)
         async with self._reads() as s:
             return {status: n for status, n in (await s.execute(query)).all()}
@@ -112,7 +135,10 @@ class Repositories:
         async with self._sessions() as s, s.begin():
             if record is not None:
                 await _upsert_record(s, record)
-            s.add(entry)
+            row = OperationLogRow(**dataclasses.asdict(entry))
+            s.add(row)
+            await s.flush()
+            entry.id = row.id
 
     # operation_log ---------------------------------------------------------
 
@@ -121,57 +147,30 @@ class Repositories:
         await self.commit_operation(entry)
 
     @traced
-    async def operations(self, game_id: str, limit: int = 50) -> Sequence[OperationLogEntry]:
+    async def operations(self, game_id: str, limit: int = 50) -> list[OperationLogEntry]:
         query = (
-            select(OperationLogEntry)
-            .where(col(OperationLogEntry.game_id) == game_id)
-            .order_by(col(OperationLogEntry.started_at).desc(), col(OperationLogEntry.id).desc())
+            select(OperationLogRow)
+            .where(col(OperationLogRow.game_id) == game_id)
+            .order_by(col(OperationLogRow.started_at).desc(), col(OperationLogRow.id).desc())
             .limit(limit)
         )
         async with self._reads() as s:
-            return (await s.execute(query)).scalars().all()
+            return [_entry(row) for row in (await s.execute(query)).scalars().all()]
 
     # health_snapshots ------------------------------------------------------
 
     @traced
-    async def upsert_snapshot(
-        self,
-        *,
-        game_id: str,
-        container_id: str | None,
-        status: str,
-        source: str,
-        observed_at: datetime,
-        details: dict[str, Any],
-    ) -> None:
-        await self._upsert_snapshots(
-            [
-                {
-                    "game_id": game_id,
-                    "container_id": container_id,
-                    "status": status,
-                    "source": source,
-                    "observed_at": observed_at,
-                    "details": details,
-                }
-            ]
+    async def upsert_snapshots(self, snapshots: Sequence[HealthSnapshot]) -> None:
+        """Many games' latest snapshots in one transaction, as a watcher cycle
+        produces them; for a game given twice the later one wins."""
+        latest = list(
+            {s.game_id: {c: getattr(s, c) for c in _SNAPSHOT_COLUMNS} for s in snapshots}.values()
         )
-
-    @traced
-    async def upsert_snapshots(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Many games' latest snapshots (rows of `upsert_snapshot`'s fields) in one
-        transaction, as a watcher cycle produces them; for a game given twice the
-        later row wins."""
-        await self._upsert_snapshots(rows)
-
-    async def _upsert_snapshots(self, rows: Sequence[dict[str, Any]]) -> None:
-        latest = list({row["game_id"]: row for row in rows}.values())
         if not latest:
             return
         async with self._sessions() as s, s.begin():
             for at in range(0, len(latest), _SNAPSHOT_BATCH):
-                table = HealthSnapshot.__table__  # type: ignore[attr-defined]
-                stmt = insert(table).values(latest[at : at + _SNAPSHOT_BATCH])
+                stmt = insert(_SNAPSHOT_TABLE).values(latest[at : at + _SNAPSHOT_BATCH])
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["game_id"],
                     set_={k: stmt.excluded[k] for k in _SNAPSHOT_COLUMNS if k != "game_id"},
@@ -181,14 +180,15 @@ class Repositories:
     @traced
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
         async with self._reads() as s:
-            return await s.get(HealthSnapshot, game_id)
+            row = await s.get(HealthSnapshotRow, game_id)
+        return None if row is None else _snapshot(row)
 
 
 async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
     values = {c: getattr(record, c) for c in _RECORD_COLUMNS if c != "created_at"}
-    insert_stmt = insert(RuntimeRecord.__table__).values(**values)  # type: ignore[attr-defined]
+    insert_stmt = insert(_RECORD_TABLE).values(**values)
     stmt = insert_stmt.on_conflict_do_update(
         index_elements=["game_id"],
         set_={k: insert_stmt.excluded[k] for k in values if k != "game_id"},
-    ).returning(col(RuntimeRecord.created_at))
+    ).returning(col(RuntimeRecordRow.created_at))
     record.created_at = (await session.execute(stmt)).scalar_one()

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rtm_core.domain import HealthEventType, HealthSource
-from rtm_core.publishers import HealthEvent, Publishers, now_ms
-from rtm_core.repositories import Repositories
-from rtm_core.telemetry import Metrics
+from rtm_core.domain.records import HealthSnapshot
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource
+from rtm_core.domain.wire import HealthEvent, now_ms
+from rtm_core.observability import Metrics
+from rtm_core.ports import EventPublisher, HealthSnapshots
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class SnapshotUpdate:
 
 
 class HealthReporter:
-    def __init__(self, publishers: Publishers, repos: Repositories, metrics: Metrics) -> None:
+    def __init__(
+        self, publishers: EventPublisher, repos: HealthSnapshots, metrics: Metrics
+    ) -> None:
         self._publishers = publishers
         self._repos = repos
         self._metrics = metrics
@@ -54,14 +57,14 @@ class HealthReporter:
         now = now_ms()
         await self._repos.upsert_snapshots(
             [
-                {
-                    "game_id": u.game_id,
-                    "container_id": u.container_id,
-                    "status": u.status,
-                    "source": u.source.value,
-                    "observed_at": datetime.fromtimestamp((u.observed_at_ms or now) / 1000, UTC),
-                    "details": u.details,
-                }
+                HealthSnapshot(
+                    game_id=u.game_id,
+                    container_id=u.container_id,
+                    status=u.status,
+                    source=u.source.value,
+                    observed_at=datetime.fromtimestamp((u.observed_at_ms or now) / 1000, UTC),
+                    details=u.details,
+                )
                 for u in updates
             ]
         )

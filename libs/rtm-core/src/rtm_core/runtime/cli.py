@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 
-from rtm_core import db
-from rtm_core.logs import setup_logging
+from rtm_core.adapters.postgres import database as db
+from rtm_core.runtime.logs import setup_logging
 
 log = logging.getLogger("rtm_core.migrate")
 

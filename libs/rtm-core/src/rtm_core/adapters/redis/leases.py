@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager, suppress
 
 from redis.asyncio import Redis
 
-from rtm_core.errors import OperationInProgress
+from rtm_core.domain.errors import OperationInProgress
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ class GameLeases:
             # Shielded so that a cancelled operation still frees the game at once.
             with suppress(Exception):
                 await asyncio.shield(lease.release())
+
+    async def is_held(self, game_id: str) -> bool:
+        return bool(await self._redis.exists(GAME_LEASE_PREFIX + game_id))
 
     async def _acquire(self, lease: Lease, wait: float) -> None:
         loop = asyncio.get_running_loop()

@@ -1,66 +1,42 @@
-"""OpenTelemetry: SDK setup through opentelemetry-distro and RTM's instruments.
-
-`OTEL_*` variables are honoured as the distro reads them; RTM only changes
-the distro's defaults to `none` (a dev box has no collector) and makes
-`otlp` mean OTLP over HTTP, the exporter it ships.
-"""
+"""RTM's instruments: the tracer, the metrics of SPEC §9, and the log context
+of an operation. Only the OpenTelemetry API is used here; the SDK and its
+exporters are installed by `rtm_core.runtime.telemetry` at boot."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from rtm_core.domain import HealthEventType
+from rtm_core.domain.vocabulary import HealthEventType
 
 log = logging.getLogger(__name__)
 
-_setup_lock = threading.Lock()
-_setup_done = False
-
-
-def setup_telemetry(process: str) -> None:
-    """Install the global tracer and meter providers once per process."""
-    global _setup_done
-    with _setup_lock:
-        if _setup_done:
-            return
-        os.environ.setdefault("OTEL_SERVICE_NAME", "galaxy-rtmanager")
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
-        os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
-        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
-        os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        attrs = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-        if "rtm.process=" not in attrs:
-            os.environ["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
-                a for a in (attrs, f"rtm.process={process}") if a
-            )
-        from opentelemetry.distro import OpenTelemetryConfigurator
-
-        OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]
-        if os.environ["OTEL_TRACES_EXPORTER"] != "none":
-            # Redis commands become child spans of the operation that issued them.
-            from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-            RedisInstrumentor().instrument()
-        _setup_done = True
-    log.info(
-        "telemetry exporter started",
-        extra={
-            "traces_exporter": os.environ["OTEL_TRACES_EXPORTER"],
-            "metrics_exporter": os.environ["OTEL_METRICS_EXPORTER"],
-            "prometheus_port": os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
-            if "prometheus" in os.environ["OTEL_METRICS_EXPORTER"]
-            else None,
-        },
-    )
-
-
 tracer = trace.get_tracer("rtmanager")
+
+_game_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("game_id", default=None)
+_op_kind: contextvars.ContextVar[str | None] = contextvars.ContextVar("op_kind", default=None)
+
+
+@contextmanager
+def operation_context(game_id: str, op_kind: str) -> Iterator[None]:
+    g, o = _game_id.set(game_id), _op_kind.set(op_kind)
+    try:
+        yield
+    finally:
+        _game_id.reset(g)
+        _op_kind.reset(o)
+
+
+def current_operation() -> tuple[str | None, str | None]:
+    """(game_id, op_kind) of the operation this task runs in, if any."""
+    return _game_id.get(), _op_kind.get()
+
 
 #: Bucket bounds, in seconds, of the latency histograms. The SDK's default
 #: bounds (0, 5, 10, 25 … 10000) are meant for milliseconds: with seconds

@@ -1,4 +1,5 @@
-"""The `rtmanager` schema (SPEC §5) as SQLModel tables.
+"""The `rtmanager` schema (SPEC §5) as SQLModel tables, mapped to the domain
+records by the repositories. Alembic's autogenerate reads `metadata`.
 
 Timestamps are `timestamptz`; the REST shape renders them as RFC 3339 UTC.
 """
@@ -21,7 +22,7 @@ def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
 
 
-class RuntimeRecord(SQLModel, table=True):
+class RuntimeRecordRow(SQLModel, table=True):
     __tablename__ = "runtime_records"
     metadata = metadata
     __table_args__ = (Index("runtime_records_status_idx", "status"),)
@@ -43,7 +44,7 @@ class RuntimeRecord(SQLModel, table=True):
     )
 
 
-class OperationLogEntry(SQLModel, table=True):
+class OperationLogRow(SQLModel, table=True):
     __tablename__ = "operation_log"
     metadata = metadata
     __table_args__ = (Index("operation_log_game_started_idx", "game_id", "started_at"),)
@@ -64,7 +65,7 @@ class OperationLogEntry(SQLModel, table=True):
     finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class HealthSnapshot(SQLModel, table=True):
+class HealthSnapshotRow(SQLModel, table=True):
     __tablename__ = "health_snapshots"
     metadata = metadata
 

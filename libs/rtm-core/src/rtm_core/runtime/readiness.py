@@ -6,20 +6,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rtm_core import db
-from rtm_core.bootstrap import Core
+from rtm_core.adapters.postgres import database as db
+from rtm_core.runtime.bootstrap import Infrastructure
 
 #: One slow dependency must not hang a kubelet probe.
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def first_failure(core: Core) -> str | None:
+async def first_failure(infra: Infrastructure) -> str | None:
     """None when ready, else a message naming the first failing dependency."""
     checks: tuple[tuple[str, Callable[[], Awaitable[Any]]], ...] = (
-        ("postgres", lambda: db.ping(core.engine)),
-        ("redis", lambda: core.redis.ping()),
-        ("docker", core.docker.ping),
-        ("docker network", core.docker.network_exists),
+        ("postgres", lambda: db.ping(infra.postgres)),
+        ("redis", lambda: infra.redis.ping()),
+        ("docker", infra.docker.ping),
+        ("docker network", infra.docker.network_exists),
     )
     for name, check in checks:
         try:
@@ -27,7 +27,7 @@ async def first_failure(core: Core) -> str | None:
         except Exception as exc:
             return f"{name} unavailable: {exc or type(exc).__name__}"
         if ok is False:
-            return f"docker network {core.settings.docker_network} not found"
-    if stale := core.loops.stale():
+            return f"docker network {infra.settings.docker_network} not found"
+    if stale := infra.loops.stale():
         return f"loop {stale[0]} has not completed an iteration in time"
     return None

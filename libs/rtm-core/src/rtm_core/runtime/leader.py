@@ -18,9 +18,9 @@ from contextlib import suppress
 
 from redis.asyncio import Redis
 
-from rtm_core.lease import Lease
-from rtm_core.loops import sleep_until
-from rtm_core.telemetry import Metrics
+from rtm_core.adapters.redis.leases import Lease
+from rtm_core.observability import Metrics
+from rtm_core.runtime.loops import sleep_until
 
 log = logging.getLogger(__name__)
 

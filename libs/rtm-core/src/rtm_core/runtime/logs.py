@@ -1,28 +1,15 @@
-"""Structured JSON logs; every line inside an operation carries its game_id and op_kind."""
+"""Structured JSON logs; every line inside an operation carries its game_id and
+op_kind (`rtm_core.observability.operation_context`)."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
-_game_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("game_id", default=None)
-_op_kind: contextvars.ContextVar[str | None] = contextvars.ContextVar("op_kind", default=None)
-
-
-@contextmanager
-def operation_context(game_id: str, op_kind: str) -> Iterator[None]:
-    g, o = _game_id.set(game_id), _op_kind.set(op_kind)
-    try:
-        yield
-    finally:
-        _game_id.reset(g)
-        _op_kind.reset(o)
+from rtm_core.observability import current_operation
 
 
 class _ContextFilter(logging.Filter):
@@ -32,9 +19,10 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.process_name = self.process
-        if getattr(record, "game_id", None) is None and (gid := _game_id.get()) is not None:
+        gid, kind = current_operation()
+        if getattr(record, "game_id", None) is None and gid is not None:
             record.game_id = gid
-        if getattr(record, "op_kind", None) is None and (kind := _op_kind.get()) is not None:
+        if getattr(record, "op_kind", None) is None and kind is not None:
             record.op_kind = kind
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:

@@ -14,179 +14,94 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
-from rtm_core.domain import (
-    LABEL_CPU_QUOTA,
-    LABEL_GAME_ID,
-    LABEL_IMAGE_REF,
-    LABEL_MEMORY,
-    LABEL_OWNER,
-    LABEL_PIDS_LIMIT,
-    LABEL_STACK,
-    OWNER,
-    container_name,
-)
-from rtm_core.errors import ContainerStartFailed, DockerUnavailable, ImagePullFailed
-from rtm_core.settings import PullPolicy, Settings, parse_size
-from rtm_core.telemetry import tracer
+from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, EngineEvent, EngineSpec
+from rtm_core.domain.errors import ContainerStartFailed, DockerUnavailable, ImagePullFailed
+from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER
+from rtm_core.observability import tracer
+from rtm_core.settings import PullPolicy, Settings
 
 T = TypeVar("T")
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    """What a game's engine container must look like (SPEC §4)."""
-
-    game_id: str
-    name: str
-    image_ref: str
-    network: str
-    stack: str
-    state_host_path: str
-    state_mount_path: str
-    state_env_name: str
-    nano_cpus: int
-    memory: int
-    pids_limit: int
-    cpu_quota_label: str
-    memory_label: str
-    log_driver: str | None = None
-    log_opts: dict[str, str] = field(default_factory=dict)
-
-    def labels(self) -> dict[str, str]:
-        return {
-            LABEL_OWNER: OWNER,
-            LABEL_GAME_ID: self.game_id,
-            LABEL_STACK: self.stack,
-            LABEL_IMAGE_REF: self.image_ref,
-            LABEL_CPU_QUOTA: self.cpu_quota_label,
-            LABEL_MEMORY: self.memory_label,
-            LABEL_PIDS_LIMIT: str(self.pids_limit),
-        }
-
-    def create_config(self) -> dict[str, Any]:
-        host_config: dict[str, Any] = {
-            "NetworkMode": self.network,
-            "Binds": [f"{self.state_host_path}:{self.state_mount_path}:rw"],
-            "NanoCpus": self.nano_cpus,
-            "Memory": self.memory,
-            "MemorySwap": self.memory,
-            "PidsLimit": self.pids_limit,
-            "Privileged": False,
-            "CapDrop": ["ALL"],
-            "SecurityOpt": ["no-new-privileges:true"],
-            # A tiny init forwards SIGTERM, so stop does not wait out its timeout.
-            "Init": True,
-            "RestartPolicy": {"Name": "no"},
-            "PortBindings": {},
-            "PublishAllPorts": False,
-        }
-        if self.log_driver:
-            host_config["LogConfig"] = {"Type": self.log_driver, "Config": self.log_opts}
-        return {
-            "Image": self.image_ref,
-            "Hostname": self.name,
-            "Labels": self.labels(),
-            "Env": [f"{self.state_env_name}={self.state_mount_path}"],
-            "HostConfig": host_config,
-            "NetworkingConfig": {"EndpointsConfig": {self.network: {"Aliases": [self.name]}}},
-        }
+def create_config(spec: EngineSpec) -> dict[str, Any]:
+    """The Docker create body of an engine: SPEC §4's hardening, limits and mount."""
+    host_config: dict[str, Any] = {
+        "NetworkMode": spec.network,
+        "Binds": [f"{spec.state_host_path}:{spec.state_mount_path}:rw"],
+        "NanoCpus": spec.nano_cpus,
+        "Memory": spec.memory,
+        "MemorySwap": spec.memory,
+        "PidsLimit": spec.pids_limit,
+        "Privileged": False,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges:true"],
+        # A tiny init forwards SIGTERM, so stop does not wait out its timeout.
+        "Init": True,
+        "RestartPolicy": {"Name": "no"},
+        "PortBindings": {},
+        "PublishAllPorts": False,
+    }
+    if spec.log_driver:
+        host_config["LogConfig"] = {"Type": spec.log_driver, "Config": spec.log_opts}
+    return {
+        "Image": spec.image_ref,
+        "Hostname": spec.name,
+        "Labels": spec.labels(),
+        "Env": [f"{spec.state_env_name}={spec.state_mount_path}"],
+        "HostConfig": host_config,
+        "NetworkingConfig": {"EndpointsConfig": {spec.network: {"Aliases": [spec.name]}}},
+    }
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
-    id: str
-    name: str
-    labels: dict[str, str]
-    state: str  # created | running | paused | restarting | removing | exited | dead
-    exit_code: int | None = None
-    oom_killed: bool = False
-    restart_count: int = 0
-    health: str | None = None
-    ip_address: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-
-    @property
-    def game_id(self) -> str | None:
-        return self.labels.get(LABEL_GAME_ID)
-
-    @property
-    def image_ref(self) -> str | None:
-        return self.labels.get(LABEL_IMAGE_REF)
-
-    @property
-    def running(self) -> bool:
-        return self.state in {"running", "restarting", "paused"}
-
-    @classmethod
-    def from_inspect(cls, data: dict[str, Any], network: str | None = None) -> ContainerInfo:
-        state = data.get("State") or {}
-        networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
-        ip = (networks.get(network) or {}).get("IPAddress") if network else None
-        return cls(
-            id=data["Id"],
-            name=str(data.get("Name", "")).lstrip("/"),
-            labels=(data.get("Config") or {}).get("Labels") or {},
-            state=state.get("Status", "unknown"),
-            exit_code=state.get("ExitCode"),
-            oom_killed=bool(state.get("OOMKilled")),
-            restart_count=int(data.get("RestartCount") or 0),
-            health=(state.get("Health") or {}).get("Status"),
-            ip_address=ip or None,
-            started_at=state.get("StartedAt"),
-            finished_at=state.get("FinishedAt"),
-        )
-
-    @classmethod
-    def from_list(cls, data: dict[str, Any]) -> ContainerInfo:
-        names = data.get("Names") or [""]
-        return cls(
-            id=data["Id"],
-            name=names[0].lstrip("/"),
-            labels=data.get("Labels") or {},
-            state=data.get("State", "unknown"),
-        )
+def info_from_inspect(data: dict[str, Any], network: str | None = None) -> ContainerInfo:
+    state = data.get("State") or {}
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = (networks.get(network) or {}).get("IPAddress") if network else None
+    return ContainerInfo(
+        id=data["Id"],
+        name=str(data.get("Name", "")).lstrip("/"),
+        labels=(data.get("Config") or {}).get("Labels") or {},
+        state=state.get("Status", "unknown"),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+        restart_count=int(data.get("RestartCount") or 0),
+        health=(state.get("Health") or {}).get("Status"),
+        ip_address=ip or None,
+        started_at=state.get("StartedAt"),
+        finished_at=state.get("FinishedAt"),
+    )
 
 
-@dataclass(frozen=True)
-class DockerEvent:
-    action: str
-    container_id: str
-    labels: dict[str, str]
-    time_nano: int
-    exit_code: int | None
-
-    @property
-    def game_id(self) -> str | None:
-        return self.labels.get(LABEL_GAME_ID)
-
-    @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> DockerEvent:
-        actor = raw.get("Actor") or {}
-        attributes = dict(actor.get("Attributes") or {})
-        exit_code = attributes.pop("exitCode", None)
-        time_nano = int(raw.get("timeNano") or time.time_ns())
-        return cls(
-            action=str(raw.get("Action") or raw.get("status") or "").split(":", 1)[0],
-            container_id=str(actor.get("ID") or raw.get("id") or ""),
-            labels={k: str(v) for k, v in attributes.items()},
-            time_nano=time_nano,
-            exit_code=int(exit_code) if exit_code not in (None, "") else None,
-        )
+def info_from_list(data: dict[str, Any]) -> ContainerInfo:
+    names = data.get("Names") or [""]
+    return ContainerInfo(
+        id=data["Id"],
+        name=names[0].lstrip("/"),
+        labels=data.get("Labels") or {},
+        state=data.get("State", "unknown"),
+    )
 
 
-class ContainerNameInUse(ContainerStartFailed):
-    """The engine's name is taken: a leftover of ours, or someone else's container."""
+def event_from_raw(raw: dict[str, Any]) -> EngineEvent:
+    actor = raw.get("Actor") or {}
+    attributes = dict(actor.get("Attributes") or {})
+    exit_code = attributes.pop("exitCode", None)
+    time_nano = int(raw.get("timeNano") or time.time_ns())
+    return EngineEvent(
+        action=str(raw.get("Action") or raw.get("status") or "").split(":", 1)[0],
+        container_id=str(actor.get("ID") or raw.get("id") or ""),
+        labels={k: str(v) for k, v in attributes.items()},
+        time_nano=time_nano,
+        exit_code=int(exit_code) if exit_code not in (None, "") else None,
+    )
 
 
 LatencyRecorder = Callable[[str, float], None]
@@ -297,7 +212,7 @@ class DockerEngine:
     async def create_and_start(self, spec: EngineSpec) -> ContainerInfo:
         try:
             container = await self._timed(
-                "create", self._docker.containers.create(spec.create_config(), name=spec.name)
+                "create", self._docker.containers.create(create_config(spec), name=spec.name)
             )
         except DockerError as exc:
             if exc.status == 409:
@@ -321,7 +236,7 @@ class DockerEngine:
             if exc.status == 404:
                 return None
             raise DockerUnavailable(f"docker inspect: {exc.message}") from exc
-        return ContainerInfo.from_inspect(container._container, self.network)
+        return info_from_inspect(container._container, self.network)
 
     async def stop(self, ref: str, timeout: int) -> None:
         try:
@@ -354,9 +269,9 @@ class DockerEngine:
             )
         except DockerError as exc:
             raise DockerUnavailable(f"docker list: {exc.message}") from exc
-        return [ContainerInfo.from_list(c._container) for c in raw]
+        return [info_from_list(c._container) for c in raw]
 
-    async def events(self, since: float | None = None) -> AsyncIterator[DockerEvent]:
+    async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Container events of this stack until the daemon closes the stream.
 
         Raises DockerUnavailable when the stream breaks, so the caller can
@@ -373,7 +288,7 @@ class DockerEngine:
                 raw = await subscriber.get()
                 if raw is None:
                     break
-                yield DockerEvent.from_raw(raw)
+                yield event_from_raw(raw)
             if task.done() and task.exception() is not None:
                 exc = task.exception()
                 raise DockerUnavailable(f"docker events: {exc}") from exc
@@ -382,63 +297,3 @@ class DockerEngine:
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-def memory_label(value: int) -> str:
-    for unit, size in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
-        if value % size == 0:
-            return f"{value // size}{unit}"
-    return str(value)
-
-
-def engine_spec(
-    settings: Settings,
-    game_id: str,
-    image_ref: str,
-    state_host_path: str,
-    image_labels: dict[str, str],
-) -> EngineSpec:
-    """The container SPEC §4 asks for: names, labels, limits, mount, env, logging.
-
-    Raises ValueError when the image's resource labels are unusable.
-    """
-    cpu, memory, pids = resources_for(image_labels, settings)
-    return EngineSpec(
-        game_id=game_id,
-        name=container_name(game_id),
-        image_ref=image_ref,
-        network=settings.docker_network,
-        stack=settings.stack,
-        state_host_path=state_host_path,
-        state_mount_path=settings.engine_state_mount_path,
-        state_env_name=settings.engine_state_env_name,
-        nano_cpus=int(cpu * 1_000_000_000),
-        memory=memory,
-        pids_limit=pids,
-        cpu_quota_label=f"{cpu:g}",
-        memory_label=memory_label(memory),
-        log_driver=settings.docker_log_driver,
-        log_opts=settings.docker_log_opts_dict,
-    )
-
-
-def resources_for(image_labels: dict[str, str], settings: Settings) -> tuple[float, int, int]:
-    """Effective (cpu_quota, memory bytes, pids_limit): image labels override defaults."""
-    cpu = float(image_labels.get(LABEL_CPU_QUOTA, settings.default_cpu_quota))
-    memory = parse_size(image_labels.get(LABEL_MEMORY, settings.default_memory))
-    pids = int(image_labels.get(LABEL_PIDS_LIMIT, settings.default_pids_limit))
-    if cpu <= 0 or memory <= 0 or pids <= 0:
-        raise ValueError("image resource labels must be positive")
-    return cpu, memory, pids
-
-
-def parse_docker_time(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    try:
-        """Docker's RFC 3339 timestamps (nanoseconds, `0001-…` for never) as UTC datetimes."""
-        # Docker writes nanoseconds; Python takes at most microseconds.
-        head, _, frac = value.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{frac[:6] or '0'}+00:00")
-    except ValueError:
-        return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import semver
 
-from rtm_core.errors import ImageRefNotSemver, SemverPatchOnly, StartConfigInvalid
+from rtm_core.domain.errors import ImageRefNotSemver, SemverPatchOnly, StartConfigInvalid
 
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"

@@ -15,8 +15,8 @@ from typing import Any
 
 import uvloop
 
-from rtm_core.bootstrap import BootError
-from rtm_core.logs import setup_logging
+from rtm_core.runtime.bootstrap import BootError
+from rtm_core.runtime.logs import setup_logging
 from rtm_core.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("rtm_core.process")

@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from rtm_core.schema import SCHEMA
+from rtm_core.adapters.postgres.tables import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def migrations_dir() -> Path:
     """Wheels ship the scripts inside the package; a source checkout keeps them at the root."""
-    packaged = Path(__file__).parent / "_migrations"
+    packaged = Path(__file__).parents[2] / "_migrations"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[4] / "migrations"
+    return Path(__file__).resolve().parents[6] / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

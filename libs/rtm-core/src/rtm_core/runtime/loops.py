@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from contextlib import suppress
 from dataclasses import dataclass
 
-from rtm_core.telemetry import Metrics
+from rtm_core.observability import Metrics
 
 log = logging.getLogger(__name__)
 
