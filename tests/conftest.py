@@ -23,7 +23,6 @@ import aiodocker
 import pytest
 from harness import fresh_database
 from redis.asyncio import Redis
-
 from rig import Rig
 
 from rtm_core.adapters.redis.client import redis_client

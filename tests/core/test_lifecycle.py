@@ -15,6 +15,7 @@ import aiodocker
 import pytest
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
+from rig import Rig as Core
 
 from rtm_core.domain.errors import (
     Conflict,
@@ -28,7 +29,6 @@ from rtm_core.domain.errors import (
     StartConfigInvalid,
 )
 from rtm_core.domain.vocabulary import OpSource
-from rtm_core.runtime.bootstrap import Core
 
 V100 = "galaxy/test-engine:1.0.0"
 V101 = "galaxy/test-engine:1.0.1"
@@ -383,7 +383,7 @@ async def test_a_crash_leftover_container_is_replaced_on_start(
     """A container created before a crash, with no record, does not block the next start."""
     first = await core.lifecycle.start(game_id, V100, GM)
     assert first.record is not None
-    async with core.engine.begin() as conn:
+    async with core.postgres.begin() as conn:
         from sqlalchemy import text
 
         await conn.execute(
