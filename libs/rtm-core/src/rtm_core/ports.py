@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Protocol
 
 from rtm_core.domain.engine import ContainerInfo, EngineEvent, EngineSpec
+from rtm_core.domain.ordering import GameFence
 from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
-from rtm_core.domain.wire import HealthEvent, JobResult, NotificationIntent
+from rtm_core.domain.wire import HealthEvent, NotificationIntent
 from rtm_core.settings import PullPolicy
 
 Clock = Callable[[], datetime]
@@ -75,12 +76,25 @@ class RuntimeRecords(Protocol):
 
     async def save_record(self, record: RuntimeRecord) -> None: ...
 
+    async def get_fence(self, game_id: str) -> GameFence | None:
+        """The fence and last applied job the record was last written under."""
+
 
 class OperationLog(Protocol):
     async def commit_operation(
-        self, entry: OperationLogEntry, record: RuntimeRecord | None = None
+        self,
+        entry: OperationLogEntry,
+        record: RuntimeRecord | None = None,
+        *,
+        fence: int | None = None,
+        job_id: str | None = None,
     ) -> None:
-        """Append `entry` and upsert `record` in one transaction."""
+        """Append `entry` and upsert `record` in one transaction.
+
+        With `fence`, the write is refused (FencedOut, nothing written) when
+        the game's stored fence is newer; otherwise the fence, and `job_id`
+        when given, become the game's.
+        """
 
     async def append_operation(self, entry: OperationLogEntry) -> None: ...
 
@@ -98,10 +112,25 @@ class Repositories(RuntimeRecords, OperationLog, HealthSnapshots, Protocol):
     """The three tables behind one transaction boundary."""
 
 
+class LeaseGrant(Protocol):
+    """One holding of a game's lease."""
+
+    #: Monotonic per game across every holder: newer holders have larger fences.
+    fence: int
+    #: Where this holding stands in the game's job order (`<ms>-0`, Redis time).
+    order_id: str
+
+    async def ensure_held(self) -> None:
+        """OperationInProgress when the lease was lost: touch nothing more."""
+
+    async def advance_past(self, fence: int) -> None:
+        """Make `fence` larger than a stored one (the counter was lost with Redis)."""
+
+
 class GameLeases(Protocol):
     """The per-game operation lease (`rtmanager:game_lease:<game_id>`)."""
 
-    def hold(self, game_id: str, *, wait: float = 0.0) -> AbstractAsyncContextManager[object]:
+    def hold(self, game_id: str, *, wait: float = 0.0) -> AbstractAsyncContextManager[LeaseGrant]:
         """Hold the game for the body; OperationInProgress when another holder
         keeps it past `wait` seconds."""
 
@@ -118,9 +147,8 @@ class ExpectedExits(Protocol):
 
 
 class EventPublisher(Protocol):
-    """The outgoing streams, in the wire shapes of `rtm_core.domain.wire`."""
-
-    async def job_result(self, result: JobResult) -> str: ...
+    """Health events and notification intents, as `rtm_core.domain.wire` encodes them
+    (job results go out with their acknowledgement: `rtm_jobs.offsets`)."""
 
     async def health_event(self, event: HealthEvent) -> str: ...
 

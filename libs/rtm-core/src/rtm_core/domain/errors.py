@@ -9,14 +9,17 @@
     ├── NotFound                  not_found                404
     ├── Conflict                  conflict                 409
     ├── OperationInProgress       operation_in_progress    409
+    │   └── FencedOut             (a newer lease wrote the game meanwhile)
     ├── ImagePullFailed           image_pull_failed        502
     ├── ContainerStartFailed      container_start_failed   502
     ├── DockerUnavailable         docker_unavailable       502
-    └── ServiceUnavailable        service_unavailable      503
+    ├── ServiceUnavailable        service_unavailable      503
+    └── InternalError             internal_error           500
 
-The lifecycle raises these; each edge (REST, stream results) maps `code` and
-`http_status` to its own wire shape in one place. Nothing in between compares
-message strings.
+The lifecycle raises these; anything unexpected becomes the one `InternalError`
+(in `lifecycle.operation`, and at an edge for what never reached it). Each
+edge (REST, stream results) maps `code` and `http_status` to its own wire
+shape in one place. Nothing in between compares message strings.
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class OperationInProgress(RtmError):
     http_status = 409
 
 
+class FencedOut(OperationInProgress):
+    """A newer lease wrote the game meanwhile: this holder lost it (paused, partitioned,
+    or outlived its TTL) and must write nothing more. Answered as `operation_in_progress`."""
+
+
 class ImagePullFailed(RtmError):
     code = "image_pull_failed"
     http_status = 502
@@ -94,6 +102,13 @@ class DockerUnavailable(RtmError):
 class ServiceUnavailable(RtmError):
     code = "service_unavailable"
     http_status = 503
+
+
+class InternalError(RtmError):
+    """Anything unexpected, recorded and answered with a code rather than lost."""
+
+    code = "internal_error"
+    http_status = 500
 
 
 #: Success code carried by an idempotent replay (not an error, but a code on the wire).

@@ -50,6 +50,12 @@ class OpSource(StrEnum):
         """`X-Galaxy-Caller`: gm → gm_rest; anything else, or nothing → admin_rest."""
         return cls.GM_REST if (value or "").strip().lower() == "gm" else cls.ADMIN_REST
 
+    @property
+    def is_command(self) -> bool:
+        """Someone asked for this operation (Lobby, GM, admin), as opposed to RTM
+        repairing or retiring on its own: only commands move a game's job order."""
+        return self in {OpSource.LOBBY_STREAM, OpSource.GM_REST, OpSource.ADMIN_REST}
+
 
 class Outcome(StrEnum):
     SUCCESS = "success"

@@ -18,7 +18,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from rtm_core.adapters.postgres.tables import HealthSnapshotRow, OperationLogRow, RuntimeRecordRow
+from rtm_core.adapters.postgres.tables import (
+    GameFenceRow,
+    HealthSnapshotRow,
+    OperationLogRow,
+    RuntimeRecordRow,
+)
+from rtm_core.domain.errors import FencedOut
+from rtm_core.domain.ordering import GameFence
 from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
 from rtm_core.domain.vocabulary import RuntimeStatus
 from rtm_core.observability import tracer
@@ -47,6 +54,7 @@ _SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at
 _RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
 _RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
 _SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
+_FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
 
 
 def _record(row: RuntimeRecordRow) -> RuntimeRecord:
@@ -129,10 +137,23 @@ class Repositories:
             await _upsert_record(s, record)
 
     @traced
+    async def get_fence(self, game_id: str) -> GameFence | None:
+        async with self._reads() as s:
+            row = await s.get(GameFenceRow, game_id)
+        return None if row is None else GameFence(row.fence, row.last_job_id)
+
+    @traced
     async def commit_operation(
-        self, entry: OperationLogEntry, record: RuntimeRecord | None = None
+        self,
+        entry: OperationLogEntry,
+        record: RuntimeRecord | None = None,
+        *,
+        fence: int | None = None,
+        job_id: str | None = None,
     ) -> None:
         async with self._sessions() as s, s.begin():
+            if fence is not None:
+                await _claim_fence(s, entry.game_id, fence, job_id)
             if record is not None:
                 await _upsert_record(s, record)
             row = OperationLogRow(**dataclasses.asdict(entry))
@@ -192,3 +213,21 @@ async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
         set_={k: insert_stmt.excluded[k] for k in values if k != "game_id"},
     ).returning(col(RuntimeRecordRow.created_at))
     record.created_at = (await session.execute(stmt)).scalar_one()
+
+
+async def _claim_fence(session: AsyncSession, game_id: str, fence: int, job_id: str | None) -> None:
+    """Write the game's fence (and last job) unless a newer fence is stored: one
+    statement that refuses a stale writer and row-locks the game until commit,
+    so the record written after it in this transaction is fenced too."""
+    values = insert(_FENCE_TABLE).values(game_id=game_id, fence=fence, last_job_id=job_id)
+    stmt = values.on_conflict_do_update(
+        index_elements=["game_id"],
+        set_={
+            "fence": values.excluded.fence,
+            "last_job_id": func.coalesce(values.excluded.last_job_id, _FENCE_TABLE.c.last_job_id),
+            "updated_at": func.now(),
+        },
+        where=_FENCE_TABLE.c.fence <= values.excluded.fence,
+    ).returning(_FENCE_TABLE.c.fence)
+    if (await session.execute(stmt)).scalar_one_or_none() is None:
+        raise FencedOut(f"game {game_id} was written under a newer lease than fence {fence}")

@@ -78,3 +78,18 @@ class HealthSnapshotRow(SQLModel, table=True):
         default_factory=dict,
         sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     )
+
+
+class GameFenceRow(SQLModel, table=True):
+    """Coordination beside the record (migration 0002): see `domain.ordering`."""
+
+    __tablename__ = "game_fences"
+    metadata = metadata
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    fence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_job_id: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
