@@ -7,9 +7,10 @@ as operators already write it; asyncpg takes those two as connect arguments.
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from alembic import command
 from alembic.config import Config
@@ -24,21 +25,64 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK_KEY = 0x52544D5F4D494752  # "RTM_MIGR"
 
 
+#: libpq DSN parameters the adapter honours; any other is refused, not ignored.
+DSN_PARAMETERS = (
+    "search_path",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+)
+_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+
 def asyncpg_url(dsn: str) -> tuple[str, dict[str, Any]]:
-    """Split a libpq DSN into an SQLAlchemy asyncpg URL and connect_args."""
+    """Split a libpq DSN into an SQLAlchemy asyncpg URL and connect_args.
+
+    Honoured: `search_path` (the schema), `sslmode` (libpq's six modes; the
+    verify modes check the server against `sslrootcert`, `verify-full` its
+    host name too), `sslcert`/`sslkey` (client certificate),
+    `connect_timeout` (seconds), `application_name`.
+    """
     parts = urlsplit(dsn)
     if parts.scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
         raise ValueError(f"unsupported DSN scheme {parts.scheme!r}")
     query = dict(parse_qsl(parts.query))
-    connect_args: dict[str, Any] = {"server_settings": {"application_name": "rtmanager"}}
-    search_path = query.pop("search_path", None)
-    if search_path:
-        connect_args["server_settings"]["search_path"] = search_path
-    sslmode = query.pop("sslmode", None)
-    if sslmode:
-        connect_args["ssl"] = False if sslmode == "disable" else sslmode
-    url = urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), ""))
+    unknown = sorted(set(query) - set(DSN_PARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"unsupported DSN parameter(s) {', '.join(unknown)}; "
+            f"supported: {', '.join(DSN_PARAMETERS)}"
+        )
+    server_settings = {"application_name": query.get("application_name", "rtmanager")}
+    if search_path := query.get("search_path"):
+        server_settings["search_path"] = search_path
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
+    if timeout := query.get("connect_timeout"):
+        connect_args["timeout"] = float(timeout)
+    if sslmode := query.get("sslmode"):
+        connect_args["ssl"] = _ssl(sslmode, query)
+    url = urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, "", ""))
     return url, connect_args
+
+
+def _ssl(mode: str, query: dict[str, str]) -> bool | str | ssl.SSLContext:
+    if mode not in _SSLMODES:
+        raise ValueError(f"sslmode must be one of {', '.join(sorted(_SSLMODES))}")
+    if mode == "disable":
+        return False
+    if mode in {"allow", "prefer", "require"} and not query.get("sslcert"):
+        return mode
+    context = ssl.create_default_context(cafile=query.get("sslrootcert"))
+    context.check_hostname = mode == "verify-full"
+    if mode in {"allow", "prefer", "require"}:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert := query.get("sslcert"):
+        context.load_cert_chain(cert, query.get("sslkey"))
+    return context
 
 
 def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
