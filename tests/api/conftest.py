@@ -14,7 +14,7 @@ from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
 
 from rtm_api.app import create_app
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 BASE = "http://rtm-api.test"

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from rtm_api.openapi import document, render
-from rtm_core.bootstrap import Core
-from rtm_core.schema import RuntimeRecord as RuntimeRecordRow
+from rtm_core.adapters.postgres.tables import RuntimeRecordRow
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"

@@ -14,7 +14,7 @@ from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS

@@ -16,7 +16,7 @@ from jobs.helpers import hold_lease, nothing_pending, start_job, wait_results
 from processes import BOOT_LINES
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 WORKERS = ["start_jobs_consumer", "stop_jobs_consumer"]

@@ -32,8 +32,8 @@ from jobs.helpers import (
 )
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
+from rtm_core.domain.vocabulary import OpSource
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 

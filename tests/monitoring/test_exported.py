@@ -1,6 +1,6 @@
 """What RTM's Prometheus exporter really serves, against the docs, the dashboard and the rules.
 
-A fresh process builds `rtm_core.telemetry.Metrics` behind the real
+A fresh process builds `rtm_core.observability.Metrics` behind the real
 `PrometheusMetricReader`, gives every instrument one sample (the leader
 gauge through the real `LeaderElector`, so its label names are the ones the
 services export) and prints prometheus_client's exposition. No stack, no
@@ -30,8 +30,8 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import REGISTRY, generate_latest
-from rtm_core.leader import LeaderElector
-from rtm_core.telemetry import GaugeValues, Metrics
+from rtm_core.observability import GaugeValues, Metrics
+from rtm_core.runtime.leader import LeaderElector
 
 metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
 for name, instrument in vars(metrics).items():

@@ -175,8 +175,8 @@ import sys, time
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import start_http_server
-from rtm_core.leader import LeaderElector
-from rtm_core.telemetry import Metrics
+from rtm_core.observability import Metrics
+from rtm_core.runtime.leader import LeaderElector
 
 metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
 elector = LeaderElector(None, role="watcher", stack="t", ttl_seconds=10, metrics=metrics)

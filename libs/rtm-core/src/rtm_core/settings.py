@@ -12,7 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -87,9 +94,11 @@ class Settings(BaseSettings):
 
     # Stores (required: RTM must never guess where its state lives)
     postgres_primary_dsn: str
-    redis_master_addr: str
+    #: `host:port` (SPEC), or instead `redis_url` for TLS (`rediss://`) and ACL users.
+    redis_master_addr: str | None = None
     redis_password: SecretStr | None = None
     redis_db: int = Field(default=0, ge=0)
+    redis_url: SecretStr | None = None
 
     # Docker
     docker_host: str = "unix:///var/run/docker.sock"
@@ -172,6 +181,16 @@ class Settings(BaseSettings):
             raise ValueError("refusing an empty or placeholder token; unset it to disable auth")
         return value
 
+    @model_validator(mode="after")
+    def _redis_target(self) -> Settings:
+        if self.redis_master_addr is None and self.redis_url is None:
+            raise ValueError("RTMANAGER_REDIS_MASTER_ADDR is required (or RTMANAGER_REDIS_URL)")
+        if self.redis_url is not None and not self.redis_url.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("RTMANAGER_REDIS_URL must start with redis://, rediss:// or unix://")
+        return self
+
     @property
     def docker_log_opts_dict(self) -> dict[str, str]:
         return dict(opt.split("=", 1) for opt in self.docker_log_opts if "=" in opt)
@@ -191,7 +210,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across variables names them itself
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             problem = "is required" if err["type"] == "missing" else err["msg"]
             lines.append(f"RTMANAGER_{field.upper()} {problem}")
         raise SettingsError("; ".join(lines)) from None

@@ -12,8 +12,8 @@ from opentelemetry.trace import TracerProvider
 from rtm_api.errors import install_error_handlers
 from rtm_api.middleware import RequestMiddleware
 from rtm_api.routes import runtimes_router
-from rtm_core.bootstrap import Core
-from rtm_core.ops_http import health_router
+from rtm_core.runtime.bootstrap import Core
+from rtm_core.runtime.ops_http import health_router
 
 OPENAPI_URL = "/openapi.json"
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
@@ -47,7 +47,7 @@ def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> 
     """The app over a booted core. Routes use `core` per request only.
 
     Telemetry is FastAPI's native OpenTelemetry support, on the global
-    providers `rtm_core.telemetry` installs (or `tracer_provider`): one server
+    providers `rtm_core.runtime.telemetry` installs (or `tracer_provider`): one server
     span and `http.server.request.duration` per request. Its per-step spans
     (dependencies, endpoint, serialisation) stay off to keep a read cheap, and
     its OTel log records too: RTM logs through the root logger.

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Header
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from rtm_core.domain import OpSource
-from rtm_core.errors import Unauthorized
+from rtm_core.domain.errors import Unauthorized
+from rtm_core.domain.vocabulary import OpSource
 from rtm_core.settings import Settings
 
 #: Declares the scheme in OpenAPI; the check itself is `bearer_guard`, which

@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rtm_api.schemas import ErrorEnvelope
-from rtm_core.errors import InvalidRequest, NotFound, RtmError, Unauthorized
+from rtm_core.domain.errors import InvalidRequest, NotFound, RtmError, Unauthorized
 from rtm_core.lifecycle.operation import InternalError
-from rtm_core.ops_http import error_body
+from rtm_core.runtime.ops_http import error_body
 
 #: Codes for errors Starlette raises before any RTM code runs.
 FRAMEWORK_CODES: Mapping[int, str] = {

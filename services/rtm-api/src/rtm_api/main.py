@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from rtm_api.app import create_app
-from rtm_core.bootstrap import boot
-from rtm_core.process import run_process
-from rtm_core.runner import run_service
+from rtm_core.runtime.bootstrap import boot
+from rtm_core.runtime.process import run_process
+from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
 
 PROCESS = "rtm-api"

@@ -12,7 +12,7 @@ import sys
 from typing import Any, cast
 
 from rtm_api.app import create_app
-from rtm_core.bootstrap import Core
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 

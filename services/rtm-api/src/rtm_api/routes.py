@@ -19,9 +19,7 @@ from rtm_api.schemas import (
     RuntimeRecord,
     StopRequest,
 )
-from rtm_core.bootstrap import Core
-from rtm_core.domain import GAME_ID_RE, RuntimeStatus, require_game_id
-from rtm_core.errors import (
+from rtm_core.domain.errors import (
     Conflict,
     ContainerStartFailed,
     DockerUnavailable,
@@ -32,7 +30,9 @@ from rtm_core.errors import (
     SemverPatchOnly,
     StartConfigInvalid,
 )
+from rtm_core.domain.vocabulary import GAME_ID_RE, RuntimeStatus, require_game_id
 from rtm_core.lifecycle import OperationResult
+from rtm_core.runtime.bootstrap import Core
 
 PREFIX = "/api/v1/internal/runtimes"
 

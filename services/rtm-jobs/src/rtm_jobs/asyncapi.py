@@ -4,7 +4,7 @@ The broker declares every stream RTM consumes (start and stop jobs, through
 the consumer group) and publishes (job results, health events, notification
 intents), with the field sets of `rtm_jobs.schemas`. It is a declaration: it
 is never connected. Consumption runs in `rtm_jobs.consumer` (its docstring
-says why) and publishing is plain XADD in `rtm_core.publishers`, because
+says why) and publishing is plain XADD in `rtm_core.domain.wire`, because
 FastStream's `publish` would wrap each entry in its own envelope.
 
     python -m rtm_jobs.asyncapi            # print the document

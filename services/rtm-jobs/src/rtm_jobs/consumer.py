@@ -68,13 +68,12 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core, redis_client
-from rtm_core.domain import Outcome
-from rtm_core.errors import RtmError
+from rtm_core.domain.errors import RtmError
+from rtm_core.domain.vocabulary import Outcome
 from rtm_core.lifecycle import OperationResult
-from rtm_core.logs import operation_context
-from rtm_core.loops import sleep_until
-from rtm_core.telemetry import tracer
+from rtm_core.observability import operation_context, tracer
+from rtm_core.runtime.bootstrap import Core, redis_client
+from rtm_core.runtime.loops import sleep_until
 from rtm_jobs.jobs import (
     START_JOBS,
     STOP_JOBS,

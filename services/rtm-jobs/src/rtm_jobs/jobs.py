@@ -14,11 +14,11 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpKind, OpSource, Outcome
-from rtm_core.errors import InvalidRequest, RtmError, StartConfigInvalid
+from rtm_core.domain.errors import InvalidRequest, RtmError, StartConfigInvalid
+from rtm_core.domain.vocabulary import OpKind, OpSource, Outcome
+from rtm_core.domain.wire import JobResult
 from rtm_core.lifecycle import OperationResult
-from rtm_core.publishers import JobResult
+from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_jobs.schemas import StartJobEntry, StopJobEntry
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from rtm_core.bootstrap import boot
-from rtm_core.ops_http import ops_app
-from rtm_core.process import run_process
-from rtm_core.runner import run_service
+from rtm_core.runtime.bootstrap import boot
+from rtm_core.runtime.ops_http import ops_app
+from rtm_core.runtime.process import run_process
+from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
 from rtm_jobs.consumer import consumers
 

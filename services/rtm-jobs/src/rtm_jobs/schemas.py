@@ -4,7 +4,7 @@ Every Redis stream value is a string, so every field is documented as one;
 numbers are decimal digits, `details` and `envelope` are JSON text. These
 models feed the AsyncAPI document (`rtm_jobs.asyncapi`) and the list of
 fields the consumers read; a test holds the published ones equal to what
-`rtm_core.publishers` writes.
+`rtm_core.domain.wire` writes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rtm_core.domain import GAME_ID_RE, HealthEventType, Outcome, StopReason
+from rtm_core.domain.vocabulary import GAME_ID_RE, HealthEventType, Outcome, StopReason
 
 GameId = Annotated[
     str,
