@@ -7,6 +7,7 @@ reference `.env` writes them.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -111,6 +112,15 @@ class Settings(BaseSettings):
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     image_allowed_prefixes: CsvList = ()
     stack: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    #: Deadline of every Docker call but pulls and stops (an expired call fails
+    #: with its SPEC code; nothing waits on a wedged daemon holding a lease).
+    docker_call_timeout: Duration = 30.0
+    #: Deadline of one image pull, registry round trips and layer downloads included.
+    docker_pull_timeout: Duration = 300.0
+    #: A Docker `config.json` (or the directory holding one): pulls send the
+    #: `auths` entry of the image's registry. Unset: anonymous pulls. Only
+    #: `auths` is read; `credsStore`/`credHelpers` programs are never run.
+    docker_config: Path | None = None
 
     # Engines
     game_state_root: Path = Path("/var/lib/galaxy/games")
@@ -173,6 +183,22 @@ class Settings(BaseSettings):
         if not value.startswith(("unix://", "tcp://", "http://", "https://")):
             raise ValueError("must start with unix:// or tcp://")
         return value
+
+    @field_validator("docker_config")
+    @classmethod
+    def _docker_config(cls, value: Path | None) -> Path | None:
+        """The config file itself (a directory means its `config.json`), checked
+        to be a JSON object now, so a bad one stops the process at boot."""
+        if value is None:
+            return None
+        path = value / "config.json" if value.is_dir() else value
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"must name a readable Docker config.json: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
+            raise ValueError(f"{path} is not a Docker config.json (no `auths` object)")
+        return path
 
     @field_validator("internal_api_token")
     @classmethod
