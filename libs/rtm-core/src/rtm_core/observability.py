@@ -160,6 +160,10 @@ class Metrics:
         self.loop_iterations = m.create_counter(
             "rtmanager.loop_iterations", description="Completed background loop iterations"
         )
+        self.jobs_dead_lettered = m.create_counter(
+            "rtmanager.jobs_dead_lettered",
+            description="Stream jobs given up after too many deliveries (dead-lettered)",
+        )
 
         self.start_counters_at_zero()
 
@@ -174,6 +178,7 @@ class Metrics:
         for stream in ("start_jobs", "stop_jobs"):
             for outcome in ("success", "failure"):
                 self.jobs_processed.add(0, {"stream": stream, "outcome": outcome})
+            self.jobs_dead_lettered.add(0, {"stream": stream})
         for kind in ("adopt", "dispose", "observed_exited"):
             self.reconcile_drift.add(0, {"kind": kind})
         for event_type in HealthEventType:

@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     jobs_consumer_name: str | None = None
     jobs_concurrency: int = Field(default=16, gt=0)
     jobs_claim_idle: Duration = 60.0
+    #: A job whose entry was delivered more times than this without completing
+    #: (a replica crashed or failed in it each time) is answered `internal_error`
+    #: and copied to the dead-letter stream instead of being run again.
+    jobs_max_deliveries: int = Field(default=5, gt=0)
+    redis_dead_letter_stream: str = "runtime:dead_letter"
+    #: How long a job retries an unavailable PostgreSQL, Redis or Docker, from
+    #: when this replica picked its entry up; then it is answered with that code.
+    jobs_deadline: Duration = 300.0
 
     # Coordination
     game_lease_ttl_seconds: int = Field(default=60, gt=0)

@@ -27,6 +27,7 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.specification import AsyncAPI
 
 from rtm_core.domain.wire import (
+    DeadLetter,
     HealthEvent,
     JobResult,
     NotificationIntentEntry,
@@ -85,6 +86,18 @@ def build_app() -> FastStream:
         title="runtime:job_results",
         description="RTM → Lobby (RTMANAGER_REDIS_JOB_RESULTS_STREAM), plain XADD.",
         schema=JobResult,
+    )
+    broker.publisher(
+        stream=_default("redis_dead_letter_stream"),
+        title="runtime:dead_letter",
+        description=(
+            "RTM → operators (RTMANAGER_REDIS_DEAD_LETTER_STREAM), plain XADD in the same "
+            "step as the job's failure + internal_error result. A start or stop job whose "
+            "entry was delivered more than RTMANAGER_JOBS_MAX_DELIVERIES times without "
+            "completing: the job's own fields as written, then the fields below. Replay it "
+            "by XADDing the job's own fields to source_stream (docs/runbook.md)."
+        ),
+        schema=DeadLetter,
     )
     broker.publisher(
         stream=_default("redis_health_events_stream"),

@@ -35,7 +35,9 @@ class JobsDeps:
     #: A new client returning bytes, for entries written by others (closed by its loop).
     open_reader: Callable[[], Redis]
     job_results_stream: str
-    #: MAXLEN ~ of the results stream; 0 = untrimmed.
+    #: Where jobs given up after too many deliveries are copied.
+    dead_letter_stream: str
+    #: MAXLEN ~ of the results and dead-letter streams; 0 = untrimmed.
     stream_maxlen: int
 
 
@@ -49,5 +51,6 @@ def bootstrap(infra: Infrastructure, core: CoreAdapters) -> JobsDeps:
         redis=infra.redis,
         open_reader=partial(redis_client, settings, decode_responses=False),
         job_results_stream=settings.redis_job_results_stream,
+        dead_letter_stream=settings.redis_dead_letter_stream,
         stream_maxlen=settings.stream_maxlen,
     )

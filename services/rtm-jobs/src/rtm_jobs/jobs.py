@@ -4,9 +4,11 @@ Nothing here decides a lifecycle rule, and nothing here knows a field of
 the wire: an entry is decoded by `rtm_core.domain.wire` (`StartJob`,
 `StopJob`), which checks what only the stream carries, and the job goes to
 `lifecycle.start/stop`, which validates `game_id`, `image_ref` and `reason`
-itself and raises the SPEC's errors. `job_result` is the one table that
-turns what the lifecycle returned or raised into a `runtime:job_results`
-entry.
+itself and raises the SPEC's errors. The entry id goes along as the job's
+place in its game's order: a job re-delivered after a newer one of its game
+was applied is answered from the game's state (superseded), not run again.
+`job_result` is the one table that turns what the lifecycle returned or
+raised into a `runtime:job_results` entry.
 """
 
 from __future__ import annotations
@@ -25,21 +27,23 @@ from rtm_jobs.bootstrap import JobsDeps
 J = TypeVar("J", bound=Job)
 
 
-async def _start(deps: JobsDeps, job: StartJob) -> OperationResult:
+async def _start(deps: JobsDeps, job: StartJob, entry_id: str) -> OperationResult:
     return await deps.lifecycle.start(
         job.game_id,
         job.image_ref,
         OpSource.LOBBY_STREAM,
         lease_wait=deps.settings.game_lease_ttl_seconds,
+        job_id=entry_id,
     )
 
 
-async def _stop(deps: JobsDeps, job: StopJob) -> OperationResult:
+async def _stop(deps: JobsDeps, job: StopJob, entry_id: str) -> OperationResult:
     return await deps.lifecycle.stop(
         job.game_id,
         job.reason,
         OpSource.LOBBY_STREAM,
         lease_wait=deps.settings.game_lease_ttl_seconds,
+        job_id=entry_id,
     )
 
 
@@ -54,7 +58,8 @@ class JobStream(Generic[J]):
     shape: type[J]
     #: What a malformed job is answered with: what the lifecycle raises for bad input.
     invalid: type[RtmError]
-    call: Callable[[JobsDeps, J], Awaitable[OperationResult]]
+    #: Runs the job; the entry id orders it among the game's jobs (`lifecycle.operation.Job`).
+    call: Callable[[JobsDeps, J, str], Awaitable[OperationResult]]
     stream_setting: str
 
     @property

@@ -6,6 +6,7 @@ Examples), written once.
     runtime:start_jobs       StartJob            in    rtm-jobs: `decode()`
     runtime:stop_jobs        StopJob             in    rtm-jobs: `decode()`
     runtime:job_results      JobResult           out   rtm-jobs' result step (Lua)
+    runtime:dead_letter      DeadLetter          out   rtm-jobs' result step (Lua)
     runtime:health_events    HealthEvent         out   Publishers.health_event
     notification:intents     NotificationIntent  out   Publishers.notification_intent
 
@@ -242,7 +243,7 @@ class JobResult(WireEntry):
             "Empty on a plain success; replay_no_op on an idempotent replay; on a failure "
             "one of start_config_invalid, invalid_request, not_found, conflict, "
             "operation_in_progress, image_pull_failed, container_start_failed, "
-            "docker_unavailable, internal_error"
+            "docker_unavailable, service_unavailable, internal_error"
         ),
         examples=["", "replay_no_op", "image_pull_failed"],
     )
@@ -250,6 +251,60 @@ class JobResult(WireEntry):
         description="Human-readable detail of a failure; empty otherwise",
         examples=["pull failed: manifest unknown"],
     )
+
+
+# ------------------------------------------------------------ dead letters out
+
+#: A count; an int in Python, decimal digits on the wire.
+Count = Annotated[
+    int,
+    Field(ge=0),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]+$"}),
+]
+
+
+def _job_fields_are_additional(schema: dict[str, Any]) -> None:
+    _refs_untitled(schema)
+    schema["additionalProperties"] = {
+        "type": "string",
+        "description": "The job's own fields, exactly as written to source_stream",
+    }
+
+
+class DeadLetter(WireEntry):
+    """A job given up after `RTMANAGER_JOBS_MAX_DELIVERIES` deliveries that never
+    completed (`runtime:dead_letter`). The entry is the job's own fields as
+    written, then these five; a job field that has one of these names is kept
+    as `original_<name>`. Replay: XADD the job's own fields to `source_stream`.
+
+    The reason field is `dead_letter_reason`, not `reason`, because a stop job
+    has a `reason` of its own.
+    """
+
+    model_config = ConfigDict(title="DeadLetterEntry", json_schema_extra=_job_fields_are_additional)
+
+    source_stream: str = Field(
+        description="Stream the job was read from", examples=["runtime:start_jobs"]
+    )
+    source_id: str = Field(
+        description="The job's entry id in source_stream", examples=["1714081234567-0"]
+    )
+    deliveries: Count = Field(
+        description="Times the entry had been delivered when it was given up", examples=["6"]
+    )
+    dead_letter_reason: str = Field(
+        description="Why the job was given up",
+        examples=["delivered 6 times without completing (RTMANAGER_JOBS_MAX_DELIVERIES=5)"],
+    )
+    dead_lettered_at_ms: EpochMs
+
+    def entry(self, job: Mapping[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        """The whole entry: `job`'s fields byte for byte, then this copy's own."""
+        own = [(name.encode(), value.encode()) for name, value in self.fields().items()]
+        names = {name for name, _ in own}
+        kept = [(b"original_" + k if k in names else k, v) for k, v in job.items()]
+        return kept + own
 
 
 # ---------------------------------------------------------- health events out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from rtm_core.adapters.redis.errors import redis_unavailable
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
 
 
@@ -32,6 +33,7 @@ class Publishers:
         self.notification_intents_stream = notification_intents_stream
         self._maxlen = maxlen or None
 
+    @redis_unavailable
     async def _xadd(self, stream: str, fields: dict[str, str]) -> str:
         entry_id = await self._redis.xadd(
             stream,
