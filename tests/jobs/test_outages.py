@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -287,6 +288,7 @@ async def docker_socket() -> AsyncIterator[DockerSocket]:
     await socket.start()
     yield socket
     await socket.stop()
+    shutil.rmtree(socket.path.parent, ignore_errors=True)
 
 
 async def test_a_job_meeting_a_docker_outage_waits_for_the_daemon(
