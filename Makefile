@@ -74,7 +74,7 @@ DEPLOY_ENV := RTM_VERSION=$(RTM_VERSION) RTM_IMAGE=$(RTM_IMAGE)
 COMPOSE := $(DEPLOY_ENV) deploy/scripts/compose.sh
 SERVICE ?=
 
-.PHONY: images up down down-engines logs ps helm-check
+.PHONY: images up down down-engines logs ps helm-check helm-sync
 
 images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offline)
 	deploy/scripts/ensure-docker.sh
@@ -97,6 +97,9 @@ ps: ## the stack's containers and their health
 
 helm-check: ## helm lint + template (default, ci values) + kubernetes-validate --strict
 	deploy/helm/check.sh
+
+helm-sync: ## copy deploy/monitoring's rules and dashboard into the chart (deploy/helm/rtm/files)
+	deploy/helm/sync-monitoring.sh
 
 # ========================================================= integration & docs
 # The compose stack driven from outside (tests/integration, docs/runbook.md

@@ -31,12 +31,10 @@ from pathlib import Path
 import aiodocker
 import httpx
 from bench_jobs import raw_round
-from benchkit import IMAGE, REPO, bench_core, remove_stack
+from benchkit import IMAGE, REPO, BenchRig, bench_core, remove_stack
 
 sys.path.insert(0, str(REPO / "tests"))
 from processes import RtmProcess, free_port, settings_env
-
-from rtm_core.bootstrap import Core
 
 RUNTIMES = "/api/v1/internal/runtimes"
 
@@ -58,7 +56,7 @@ async def start_round(http: httpx.AsyncClient, game_id: str) -> float:
     return elapsed
 
 
-async def starts(core: Core, http: httpx.AsyncClient, rounds: int) -> None:
+async def starts(core: BenchRig, http: httpx.AsyncClient, rounds: int) -> None:
     docker = aiodocker.Docker()
     raw_times, api_times = [], []
     try:

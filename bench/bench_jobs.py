@@ -5,8 +5,9 @@ concurrent raw aiodocker create+start of the same image. Target: ≤ 1.2x.
         [--jobs 20] [--rounds 3] [--concurrency 16]
 
 The jobs run through the real consumer loops of `rtm-jobs` (in this process)
-on a real core (`benchkit.bench_core`); the raw side creates the very
-container config RTM would (`EngineSpec.create_config`), in fresh state
+on a real core (`benchkit.bench_core`, with the deps `rtm-jobs` main builds:
+`bootstrap(infra, adapters)`); the raw side creates the very
+container config RTM would (`docker_engine.create_config`), in fresh state
 dirs. Rounds alternate raw and RTM; medians are printed.
 """
 
@@ -21,16 +22,17 @@ import uuid
 from typing import Any
 
 import aiodocker
-from benchkit import IMAGE, bench_core, remove_stack
+from benchkit import IMAGE, BenchRig, bench_core, remove_stack
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import EngineSpec, engine_spec
+from rtm_core.adapters.docker_engine import create_config
+from rtm_core.domain.engine import EngineSpec, engine_spec
+from rtm_jobs.bootstrap import bootstrap
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler
 
 
-async def raw_round(docker: aiodocker.Docker, core: Core, jobs: int) -> float:
+async def raw_round(docker: aiodocker.Docker, core: BenchRig, jobs: int) -> float:
     """N concurrent create+start of exactly the container RTM would create."""
     s = core.settings
     specs = []
@@ -41,7 +43,7 @@ async def raw_round(docker: aiodocker.Docker, core: Core, jobs: int) -> float:
         specs.append(engine_spec(s, game_id, IMAGE, str(state), {}))
 
     async def one(spec: EngineSpec) -> None:
-        container = await docker.containers.create(spec.create_config(), name=spec.name)
+        container = await docker.containers.create(create_config(spec), name=spec.name)
         await container.start()
 
     began = time.perf_counter()
@@ -49,7 +51,7 @@ async def raw_round(docker: aiodocker.Docker, core: Core, jobs: int) -> float:
     return time.perf_counter() - began
 
 
-async def rtm_round(core: Core, jobs: int) -> float:
+async def rtm_round(core: BenchRig, jobs: int) -> float:
     """N start jobs in one pipeline → N entries on runtime:job_results."""
     settings = core.settings
     results = settings.redis_job_results_stream
@@ -81,12 +83,13 @@ async def bench(jobs: int, rounds: int, concurrency: int) -> None:
     async with bench_core(jobs_concurrency=concurrency) as core:
         stack = core.settings.stack
         await core.redis.xadd(core.settings.redis_job_results_stream, {"bench": "start"})
+        deps = bootstrap(core.infra, core.adapters)
         scheduler = JobScheduler(concurrency)
         stop = asyncio.Event()
         loops = [
             asyncio.create_task(
                 JobConsumer(
-                    core, kind, scheduler, consumer="bench", offset_key=f"{stack}:{kind.label}"
+                    deps, kind, scheduler, consumer="bench", offset_key=f"{stack}:{kind.label}"
                 ).run(stop)
             )
             for kind in (START_JOBS, STOP_JOBS)

@@ -7,7 +7,7 @@ Run against the dev dependencies (a fresh database, its own Docker network and
 
 Scenarios, each timed through `Reconciler.reconcile()` (the pass the loop runs):
 
-- `real-50`: 50 engines started through `core.lifecycle.start`; a pass in sync,
+- `real-50`: 50 engines started through `Lifecycle.start`; a pass in sync,
   then a pass after `docker rm -f` of all 50 (50 disposes).
 - `in-sync-1000`: 1,000 `stopped` records, each pointing at one of 1,000
   created-but-never-started engine containers (cheap: no process, no network).
@@ -31,10 +31,10 @@ import time
 from collections import defaultdict
 
 import aiodocker
-from benchkit import IMAGE, bench_core, bounded, remove_stack
+from benchkit import IMAGE, BenchRig, bench_core, bounded, remove_stack
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource, engine_endpoint
+from rtm_core.domain.vocabulary import OpSource, engine_endpoint
+from rtm_reconciler.bootstrap import bootstrap
 from rtm_reconciler.reconciler import Reconciler
 
 TARGET_S = 2.0
@@ -59,15 +59,15 @@ class DockerTimes:
         return ", ".join(parts) or "-"
 
 
-async def reset(core: Core) -> None:
+async def reset(core: BenchRig) -> None:
     client = aiodocker.Docker()
     await remove_stack(client, core.settings.stack)
     await client.close()
-    async with core.engine.begin() as conn:
+    async with core.postgres.begin() as conn:
         await conn.exec_driver_sql(TRUNCATE)
 
 
-async def create_idle(core: Core, game_ids: list[str]) -> list[str]:
+async def create_idle(core: BenchRig, game_ids: list[str]) -> list[str]:
     """Created-but-never-started engine containers with RTM's labels."""
     client = aiodocker.Docker()
     s = core.settings
@@ -92,7 +92,7 @@ async def create_idle(core: Core, game_ids: list[str]) -> list[str]:
 
 
 async def seed_records(
-    core: Core, game_ids: list[str], status: str, container_ids: list[str | None]
+    core: BenchRig, game_ids: list[str], status: str, container_ids: list[str | None]
 ) -> None:
     s = core.settings
     rows = [
@@ -107,7 +107,7 @@ async def seed_records(
         )
         for g, cid in zip(game_ids, container_ids, strict=True)
     ]
-    async with core.engine.begin() as conn:
+    async with core.postgres.begin() as conn:
         raw = await conn.get_raw_connection()
         await raw.driver_connection.executemany(  # type: ignore[union-attr]
             "INSERT INTO rtmanager.runtime_records (game_id, status, current_container_id,"
@@ -119,9 +119,10 @@ async def seed_records(
 
 
 async def timed_pass(
-    core: Core, times: DockerTimes, label: str, *, repeat: int = 1, concurrency: int = 16
+    core: BenchRig, times: DockerTimes, label: str, *, repeat: int = 1, concurrency: int = 16
 ) -> float:
-    reconciler = Reconciler(core, asyncio.Event(), concurrency=concurrency)
+    deps = bootstrap(core.infra, core.adapters)  # what `rtm-reconciler` main builds
+    reconciler = Reconciler(deps, asyncio.Event(), concurrency=concurrency)
     durations = []
     cpu = time.process_time()
     for _ in range(repeat):
@@ -141,7 +142,7 @@ async def timed_pass(
     return wall
 
 
-async def real_engines(core: Core, times: DockerTimes, n: int) -> None:
+async def real_engines(core: BenchRig, times: DockerTimes, n: int) -> None:
     game_ids = [f"bench-real-{i:04d}" for i in range(n)]
     began = time.perf_counter()
     results = await bounded(
@@ -162,17 +163,17 @@ async def real_engines(core: Core, times: DockerTimes, n: int) -> None:
     await timed_pass(core, times, f"real-{n} all vanished")
 
 
-async def thousand(core: Core, times: DockerTimes, n: int, concurrency: int) -> None:
+async def thousand(core: BenchRig, times: DockerTimes, n: int, concurrency: int) -> None:
     game_ids = [f"bench-{i:04d}" for i in range(n)]
     container_ids: list[str | None] = list(await create_idle(core, game_ids))
     await seed_records(core, game_ids, "stopped", container_ids)
     await timed_pass(core, times, f"in-sync-{n}", repeat=5)
 
-    async with core.engine.begin() as conn:
+    async with core.postgres.begin() as conn:
         await conn.exec_driver_sql("UPDATE rtmanager.runtime_records SET status = 'running'")
     await timed_pass(core, times, f"exited-{n}", concurrency=concurrency)
 
-    async with core.engine.begin() as conn:  # no records at all: every container is adopted
+    async with core.postgres.begin() as conn:  # no records at all: every container is adopted
         await conn.exec_driver_sql(TRUNCATE)
     await timed_pass(core, times, f"adopt-{n}", concurrency=concurrency)
 

@@ -5,10 +5,10 @@
 
 (a) `kill`: an engine is SIGKILLed (`docker kill`) → its `container_exited`
     is on `runtime:health_events`. Target: ≤ 1 s median. The events listener
-    runs in this process on the real core; each kill is timed from just
-    before the kill call to the moment an `XREAD BLOCK` on the stream returns
-    the entry. Docker's own part (kill → the `die` event's timestamp) is
-    shown beside it.
+    runs in this process over the deps `rtm-watcher` builds (`bootstrap`);
+    each kill is timed from just before the kill call to the moment an
+    `XREAD BLOCK` on the stream returns the entry. Docker's own part (kill →
+    the `die` event's timestamp) is shown beside it.
 (b) `probe`: one probe cycle over N engines. Target: within one 15 s
     interval, under one core. N real engines do not fit this machine, so the
     N `running` records are inserted directly and point (`endpoint` address
@@ -38,13 +38,13 @@ from typing import Any
 
 import aiodocker
 import httpx
-from benchkit import IMAGE, bench_core
+from benchkit import IMAGE, BenchRig, bench_core
 from sqlalchemy import insert
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.schema import HealthSnapshot, RuntimeRecord
+from rtm_core.adapters.postgres.tables import HealthSnapshotRow, RuntimeRecordRow
+from rtm_core.domain.vocabulary import OpSource
 from rtm_core.settings import Settings
+from rtm_watcher.bootstrap import WatcherDeps, bootstrap
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.probe_worker import ProbeWorker
 
@@ -66,6 +66,10 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+def watcher_deps(rig: BenchRig) -> WatcherDeps:
+    return bootstrap(rig.infra, rig.adapters)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -74,10 +78,11 @@ def percentile(values: list[float], p: float) -> float:
 # (a) kill → container_exited ----------------------------------------------
 
 
-async def next_exited(core: Core, game_id: str, last_id: str) -> tuple[dict[str, str], str]:
-    stream = core.settings.redis_health_events_stream
+async def next_exited(rig: BenchRig, game_id: str, last_id: str) -> tuple[dict[str, str], str]:
+    stream = rig.settings.redis_health_events_stream
     while True:
-        reply = await core.redis.xread({stream: last_id}, block=10_000)
+        # [[stream, [(id, fields), ...]]] (decoded): redis-py types it loosely.
+        reply: Any = await rig.redis.xread({stream: last_id}, block=10_000)
         if not reply:
             raise TimeoutError(f"no container_exited for {game_id} within 10 s")
         for entry_id, fields in reply[0][1]:
@@ -92,16 +97,16 @@ async def bench_kills(kills: int) -> None:
     the event alone); the crash's start is the engine's, so only RTM's part
     (die event time -> entry) is measured for it."""
     print(f"(a) engine killed -> container_exited on the stream, {kills} kills (+1 warm-up)")
-    async with bench_core(container_stop_timeout_seconds=1) as core:
+    async with bench_core(container_stop_timeout_seconds=1) as rig:
         stop = asyncio.Event()
-        listener = asyncio.create_task(EventsListener(core).run(stop))
+        listener = asyncio.create_task(EventsListener(watcher_deps(rig)).run(stop))
         client = aiodocker.Docker()
         totals, dockers, crashes = [], [], []
         last_id = "0-0"
         try:
             for i in range(2 * kills + 1):
                 game_id = f"kill-{i}"
-                result = await core.lifecycle.start(game_id, IMAGE, OpSource.GM_REST)
+                result = await rig.lifecycle.start(game_id, IMAGE, OpSource.GM_REST)
                 assert result.record is not None and result.record.current_container_id
                 await asyncio.sleep(0.3)  # let the engine settle, as a real one would have
                 began_ns = time.time_ns()
@@ -109,8 +114,8 @@ async def bench_kills(kills: int) -> None:
                     container = client.containers.container(result.record.current_container_id)
                     await container.kill(signal="SIGKILL")
                 else:
-                    (core.settings.game_state_root / game_id / "exit_code").write_text("3")
-                fields, last_id = await next_exited(core, game_id, last_id)
+                    (rig.settings.game_state_root / game_id / "exit_code").write_text("3")
+                fields, last_id = await next_exited(rig, game_id, last_id)
                 arrived_ns = time.time_ns()
                 died_ns = int(fields["occurred_at_ms"]) * 1_000_000
                 if i == 0:
@@ -168,7 +173,7 @@ async def fake_engines(slow: list[int]) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("fake engine server did not come up")
 
 
-async def seed(core: Core, base: str, engines: int) -> None:
+async def seed(rig: BenchRig, base: str, engines: int) -> None:
     now = datetime.now(UTC)
     rows = [
         {
@@ -182,13 +187,13 @@ async def seed(core: Core, base: str, engines: int) -> None:
         }
         for i in range(engines)
     ]
-    async with core.engine.begin() as conn:
-        await conn.execute(insert(RuntimeRecord.__table__), rows)  # type: ignore[attr-defined]
+    async with rig.postgres.begin() as conn:
+        await conn.execute(insert(RuntimeRecordRow.__table__), rows)  # type: ignore[attr-defined]
 
 
-async def healthy_latencies_ms(core: Core, slow: set[int]) -> list[float]:
-    async with core.repos.session() as s:
-        snapshots = (await s.execute(HealthSnapshot.__table__.select())).all()  # type: ignore[attr-defined]
+async def healthy_latencies_ms(rig: BenchRig, slow: set[int]) -> list[float]:
+    async with rig.repos.session() as s:
+        snapshots = (await s.execute(HealthSnapshotRow.__table__.select())).all()  # type: ignore[attr-defined]
     return [
         float(row.details["latency_ms"])
         for row in snapshots
@@ -203,11 +208,11 @@ async def bench_probes(engines: int, cycles: int, slow_count: int, concurrency: 
         f"{concurrency}, timeout 2 s, {cycles} cycles"
     )
     overrides: dict[str, Any] = {"probe_address_mode": "endpoint", "probe_concurrency": concurrency}
-    async with bench_core(**overrides) as core:
+    async with bench_core(**overrides) as rig:
         proc, base = await fake_engines(slow)
         try:
-            await seed(core, base, engines)
-            worker = ProbeWorker(core)
+            await seed(rig, base, engines)
+            worker = ProbeWorker(watcher_deps(rig))
             walls, cpus = [], []
             try:
                 for _ in range(cycles):
@@ -217,7 +222,7 @@ async def bench_probes(engines: int, cycles: int, slow_count: int, concurrency: 
                     cpus.append(time.process_time() - cpu0)
             finally:
                 await worker.aclose()
-            latencies = await healthy_latencies_ms(core, set(slow))
+            latencies = await healthy_latencies_ms(rig, set(slow))
         finally:
             proc.kill()  # SIGTERM would wait for the hanging handlers
             proc.wait(10)

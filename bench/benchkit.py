@@ -1,6 +1,8 @@
-"""What every benchmark under `bench/` needs: a `Core` over the dev dependencies
-with its own database, Docker network, `com.galaxy.stack` and streams, all
-removed afterwards.
+"""What every benchmark under `bench/` needs: rtm-core's infrastructure and
+adapters (a `BenchRig`) over the dev dependencies, with its own database,
+Docker network, `com.galaxy.stack` and streams, all removed afterwards.
+Each benchmark builds the service it measures from the rig the way that
+service's `main` does: `bootstrap(rig.infra, rig.adapters)`.
 
     source .rtm-dev/test.env && .venv/bin/python bench/bench_<what>.py
 
@@ -19,17 +21,24 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 import asyncpg
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from rtm_core import db
-from rtm_core.bootstrap import Core, redis_client, wire
-from rtm_core.docker import DockerEngine
-from rtm_core.settings import load_settings
-from rtm_core.telemetry import Metrics
+from rtm_core.adapters.docker_engine import DockerEngine
+from rtm_core.adapters.postgres import database as db
+from rtm_core.adapters.postgres.repositories import Repositories
+from rtm_core.adapters.redis.client import redis_client
+from rtm_core.lifecycle import Lifecycle
+from rtm_core.observability import Metrics
+from rtm_core.runtime.bootstrap import CoreAdapters, Infrastructure
+from rtm_core.runtime.loops import LoopRegistry
+from rtm_core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "galaxy/test-engine:1.0.0"
@@ -62,11 +71,40 @@ async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
     await bounded(16, [c.delete(force=True) for c in listed])
 
 
+@dataclass(frozen=True)
+class BenchRig:
+    """What a benchmark holds: the infrastructure and every adapter over it,
+    to arrange load and to build the measured service's own dependencies."""
+
+    infra: Infrastructure
+    adapters: CoreAdapters
+
+    @property
+    def settings(self) -> Settings:
+        return self.infra.settings
+
+    @property
+    def postgres(self) -> AsyncEngine:
+        return self.infra.postgres
+
+    @property
+    def redis(self) -> Redis:
+        return self.infra.redis
+
+    @property
+    def repos(self) -> Repositories:
+        return self.adapters.repos
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.adapters.lifecycle
+
+
 @asynccontextmanager
 async def bench_core(
     record_docker_latency: Callable[[str, float], None] | None = None, **overrides: Any
-) -> AsyncIterator[Core]:
-    """A core over a fresh database, network, stack and streams; all removed afterwards.
+) -> AsyncIterator[BenchRig]:
+    """A rig over a fresh database, network, stack and streams; all removed afterwards.
 
     `overrides` are `Settings` fields; `record_docker_latency(op, seconds)`
     sees every Docker call (default: the core's histogram).
@@ -106,20 +144,29 @@ async def bench_core(
     engine = db.create_engine(settings.postgres_primary_dsn)
     await db.migrate(engine)
     metrics = Metrics()
-    docker = DockerEngine.from_settings(
-        settings, record_docker_latency or metrics.record_docker_latency
+    # Built field by field (not `connect()`) so a benchmark can see every Docker call.
+    infra = Infrastructure(
+        settings=settings,
+        postgres=engine,
+        redis=redis_client(settings),
+        docker=DockerEngine.from_settings(
+            settings, record_docker_latency or metrics.record_docker_latency
+        ),
+        metrics=metrics,
+        loops=LoopRegistry(metrics),
+        process="bench",
     )
-    core = wire(settings, engine, redis_client(settings), docker, metrics, "bench")
+    rig = BenchRig(infra, CoreAdapters.over(infra))
     try:
-        yield core
+        yield rig
     finally:
         await remove_stack(client, stack)
         await (await client.networks.get(network)).delete()
         await client.close()
-        keys = [k async for k in core.redis.scan_iter(f"*{stack}*")]
+        keys = [k async for k in infra.redis.scan_iter(f"*{stack}*")]
         if keys:
-            await core.redis.delete(*keys)
-        await core.aclose()
+            await infra.redis.delete(*keys)
+        await infra.aclose()
         conn = await asyncpg.connect(server_dsn)
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()

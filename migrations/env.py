@@ -1,6 +1,6 @@
 """Alembic environment for the `rtmanager` schema.
 
-RTM runs migrations itself (`rtm_core.db.migrate`) and hands in a connection
+RTM runs migrations itself (`rtm_core.adapters.postgres.database.migrate`) and hands in a connection
 that already holds the advisory lock. The plain `alembic` CLI works too: it
 connects with `RTMANAGER_POSTGRES_PRIMARY_DSN` and takes the same lock.
 """
@@ -13,7 +13,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-from rtm_core.schema import SCHEMA, metadata
+from rtm_core.adapters.postgres.tables import SCHEMA, metadata
 
 
 def run_with(connection: Connection) -> None:
@@ -33,7 +33,7 @@ def run_online() -> None:
         run_with(connection)
         return
 
-    from rtm_core.db import create_engine, migrate
+    from rtm_core.adapters.postgres.database import create_engine, migrate
 
     async def main() -> None:
         engine = create_engine(os.environ["RTMANAGER_POSTGRES_PRIMARY_DSN"], pool_size=1)

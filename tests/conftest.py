@@ -23,12 +23,12 @@ import aiodocker
 import pytest
 from harness import fresh_database
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core import db
-from rtm_core.bootstrap import Core, redis_client, wire
-from rtm_core.docker import DockerEngine
+from rtm_core.adapters.redis.client import redis_client
+from rtm_core.observability import Metrics
+from rtm_core.runtime.bootstrap import CoreAdapters, connect
 from rtm_core.settings import Settings, load_settings
-from rtm_core.telemetry import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = "galaxy/test-engine"
@@ -153,27 +153,26 @@ def metrics() -> Metrics:
 @pytest.fixture
 async def make_core(
     metrics: Metrics, stack: str, engine_images: str
-) -> AsyncIterator[Callable[[Settings], Core]]:
-    """Wires a Core over real dependencies; removes this stack's engines afterwards."""
-    cores: list[Core] = []
+) -> AsyncIterator[Callable[[Settings], Rig]]:
+    """Wires rtm-core over real dependencies; removes this stack's engines afterwards."""
+    rigs: list[Rig] = []
 
-    def make(settings: Settings) -> Core:
-        engine = db.create_engine(settings.postgres_primary_dsn, pool_size=5)
-        docker = DockerEngine.from_settings(settings, metrics.record_docker_latency)
-        core = wire(settings, engine, redis_client(settings), docker, metrics, "test")
-        cores.append(core)
-        return core
+    def make(settings: Settings) -> Rig:
+        infra = connect(settings, metrics, "test", pool_size=5)
+        rig = Rig(infra, CoreAdapters.over(infra))
+        rigs.append(rig)
+        return rig
 
     yield make
     client = aiodocker.Docker()
     await _remove_stack_containers(client, stack)
     await client.close()
-    for core in cores:
-        await core.aclose()
+    for rig in rigs:
+        await rig.aclose()
 
 
 @pytest.fixture
-async def core(make_core: Callable[[Settings], Core], settings: Settings) -> Core:
+async def core(make_core: Callable[[Settings], Rig], settings: Settings) -> Rig:
     return make_core(settings)
 
 

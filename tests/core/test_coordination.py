@@ -6,13 +6,14 @@ import asyncio
 import uuid
 
 import asyncpg
+from alembic.script import ScriptDirectory
 from harness import wait_for
 from redis.asyncio import Redis
 
-from rtm_core import db
-from rtm_core.leader import LeaderElector
-from rtm_core.lease import GameLeases, Lease
-from rtm_core.telemetry import Metrics
+from rtm_core.adapters.postgres import database as db
+from rtm_core.adapters.redis.leases import GameLeases, Lease
+from rtm_core.observability import Metrics
+from rtm_core.runtime.leader import LeaderElector
 
 
 async def test_game_lease_is_renewed_while_held_and_released_after(redis: Redis) -> None:
@@ -97,8 +98,9 @@ async def test_concurrent_migrations_both_succeed(postgres_server_dsn: str) -> N
             )
         }
         await conn.close()
-        assert version == "0001"
-        assert tables >= {"runtime_records", "operation_log", "health_snapshots"}
+        head = ScriptDirectory(str(db.migrations_dir())).get_current_head()
+        assert version == head
+        assert tables >= {"runtime_records", "operation_log", "health_snapshots", "game_fences"}
     finally:
         for e in engines:
             await e.dispose()

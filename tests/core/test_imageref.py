@@ -2,8 +2,8 @@
 
 import pytest
 
-from rtm_core.errors import ImageRefNotSemver, SemverPatchOnly, StartConfigInvalid
-from rtm_core.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.domain.errors import ImageRefNotSemver, SemverPatchOnly, StartConfigInvalid
+from rtm_core.domain.imageref import check_patch, parse_image_ref, validate_image_ref
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,9 @@ import aiodocker
 import pytest
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
+from rig import Rig as Core
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.errors import (
+from rtm_core.domain.errors import (
     Conflict,
     ContainerStartFailed,
     ImagePullFailed,
@@ -29,6 +28,7 @@ from rtm_core.errors import (
     SemverPatchOnly,
     StartConfigInvalid,
 )
+from rtm_core.domain.vocabulary import OpSource
 
 V100 = "galaxy/test-engine:1.0.0"
 V101 = "galaxy/test-engine:1.0.1"
@@ -383,7 +383,7 @@ async def test_a_crash_leftover_container_is_replaced_on_start(
     """A container created before a crash, with no record, does not block the next start."""
     first = await core.lifecycle.start(game_id, V100, GM)
     assert first.record is not None
-    async with core.engine.begin() as conn:
+    async with core.postgres.begin() as conn:
         from sqlalchemy import text
 
         await conn.execute(
@@ -396,7 +396,7 @@ async def test_a_crash_leftover_container_is_replaced_on_start(
 
 
 def test_state_dirs_are_per_game(tmp_path: Path) -> None:
-    from rtm_core.domain import container_name, engine_endpoint
+    from rtm_core.domain.vocabulary import container_name, engine_endpoint
 
     assert container_name("g1") == "galaxy-game-g1"
     assert engine_endpoint("g1") == "http://galaxy-game-g1:8080"

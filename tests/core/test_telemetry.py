@@ -7,8 +7,8 @@ import time
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from rtm_core.loops import LoopRegistry
-from rtm_core.telemetry import Metrics
+from rtm_core.observability import Metrics
+from rtm_core.runtime.loops import LoopRegistry
 
 
 def _points(reader: InMemoryMetricReader, name: str) -> dict[tuple, float]:

@@ -13,9 +13,10 @@ import pytest
 from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
+from rtm_jobs.bootstrap import bootstrap
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler
@@ -27,17 +28,19 @@ SpawnJobs = Callable[..., Coroutine[Any, Any, RtmProcess]]
 @pytest.fixture
 async def run_jobs() -> AsyncIterator[RunJobs]:
     """`await run_jobs(core, binding_offsets=False, consumer=…)`: both consumer loops in
-    process until the test ends. Offsets go to per-test keys unless `binding_offsets`."""
+    process over `core` (a `Rig`, given only its `JobsDeps`) until the test ends.
+    Offsets go to per-test keys unless `binding_offsets`."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     async def start(
-        core: Core, *, binding_offsets: bool = False, consumer: str = "in-process"
+        core: Rig, *, binding_offsets: bool = False, consumer: str = "in-process"
     ) -> list[JobConsumer]:
-        scheduler = JobScheduler(core.settings.jobs_concurrency)
+        deps = bootstrap(core.infra, core.adapters)
+        scheduler = JobScheduler(deps.settings.jobs_concurrency)
         prefix = f"test:{uuid.uuid4().hex[:8]}:"
         loops = [
             JobConsumer(
-                core,
+                deps,
                 jobs,
                 scheduler,
                 consumer=consumer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
 
-from rtm_core.lease import GAME_LEASE_PREFIX
+from rtm_core.adapters.redis.leases import GAME_LEASE_PREFIX
 from rtm_core.settings import Settings
 
 V100 = "galaxy/test-engine:1.0.0"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from rtm_core.domain import HealthEventType, Outcome
-from rtm_core.publishers import HealthEvent, JobResult
+from rtm_core.domain.vocabulary import HealthEventType, Outcome
+from rtm_core.domain.wire import HealthEvent, JobResult, NotificationIntent
 from rtm_jobs import asyncapi
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 
@@ -47,13 +47,34 @@ def test_every_stream_is_documented_with_exactly_its_wire_fields() -> None:
     assert actions["runtime:start_jobs"] == actions["runtime:stop_jobs"] == "receive"
     assert {actions[c] for c in ("runtime:job_results", "notification:intents")} == {"send"}
 
-    # What the consumers read and what rtm_core.publishers writes, field for field.
+    # What the consumers read and what rtm_core.domain.wire writes, field for field.
     assert _payload_fields(doc, "runtime:start_jobs") == list(START_JOBS.fields)
     assert _payload_fields(doc, "runtime:stop_jobs") == list(STOP_JOBS.fields)
     assert START_JOBS.fields == ("game_id", "image_ref", "requested_at_ms")
     assert STOP_JOBS.fields == ("game_id", "reason", "requested_at_ms")
-    result = JobResult("g", Outcome.SUCCESS)
+    result = JobResult(
+        game_id="g",
+        outcome=Outcome.SUCCESS,
+        container_id="",
+        engine_endpoint="",
+        error_code="",
+        error_message="",
+    )
     assert _payload_fields(doc, "runtime:job_results") == list(result.fields())
-    event = HealthEvent("g", "c", HealthEventType.CONTAINER_STARTED, {}, 0)
+    event = HealthEvent(
+        game_id="g",
+        container_id="c",
+        event_type=HealthEventType.CONTAINER_DISAPPEARED,
+        details={},
+        occurred_at_ms=0,
+    )
     assert _payload_fields(doc, "runtime:health_events") == list(event.fields())
+    intent = NotificationIntent(
+        game_id="g",
+        image_ref="i",
+        error_code="image_pull_failed",
+        error_message="m",
+        attempted_at_ms=0,
+    )
+    assert _payload_fields(doc, "notification:intents") == list(intent.fields())
     assert _payload_fields(doc, "notification:intents") == ["envelope"]

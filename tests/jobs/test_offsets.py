@@ -6,6 +6,7 @@ import uuid
 
 from redis.asyncio import Redis
 
+from rtm_core.domain.wire import JobResult
 from rtm_jobs.offsets import GroupState
 
 
@@ -29,12 +30,13 @@ async def test_complete_publishes_acks_and_advances_together(redis: Redis) -> No
         "error_code": "",
         "error_message": "",
     }
-    await state.complete(second, results_stream=results, result=fields, maxlen=1000)
+    await state.complete(second, results_stream=results, result=JobResult(**fields), maxlen=1000)
     assert [f for _, f in await redis.xrange(results)] == [fields]
     assert (await redis.xpending(stream, "g"))["pending"] == 1
     assert await redis.get(offset_key) is None
 
-    await state.complete(first, results_stream=results, result=fields | {"game_id": "g1"}, maxlen=0)
+    first_result = JobResult(**fields | {"game_id": "g1"})
+    await state.complete(first, results_stream=results, result=first_result, maxlen=0)
     assert [f["game_id"] for _, f in await redis.xrange(results)] == ["g2", "g1"]
     assert (await redis.xpending(stream, "g"))["pending"] == 0
     assert await redis.get(offset_key) == second

@@ -1,6 +1,6 @@
 """Fixtures of the reconciler suite: its own database (a pass sees every record,
 so other suites' leftovers must not be in it), emptied before each test, and
-the two loops wired over the shared `core` fixture."""
+the two loops wired over the shared `core` rig the way `main` wires them."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import aiodocker
 import asyncpg
 import pytest
 from harness import fresh_database
-from reconciler.helpers import ENGINE_V100, labelled_config
+from reconciler.helpers import ENGINE_V100, deps_of, labelled_config
+from rig import Rig
 
-from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
 from rtm_reconciler.cleanup import RetentionCleanup
 from rtm_reconciler.reconciler import Reconciler
@@ -44,13 +44,13 @@ def stop() -> asyncio.Event:
 
 
 @pytest.fixture
-def reconciler(core: Core, stop: asyncio.Event) -> Reconciler:
-    return Reconciler(core, stop)
+def reconciler(core: Rig, stop: asyncio.Event) -> Reconciler:
+    return Reconciler(deps_of(core), stop)
 
 
 @pytest.fixture
-def cleanup_worker(core: Core, stop: asyncio.Event) -> RetentionCleanup:
-    return RetentionCleanup(core, stop)
+def cleanup_worker(core: Rig, stop: asyncio.Event) -> RetentionCleanup:
+    return RetentionCleanup(deps_of(core), stop)
 
 
 @pytest.fixture

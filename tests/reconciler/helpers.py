@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import aiodocker
+from rig import Rig
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import OpSource
+from rtm_reconciler.bootstrap import ReconcilerDeps, bootstrap
 
 ENGINE_V100 = "galaxy/test-engine:1.0.0"
 
@@ -19,7 +20,12 @@ def labelled_config(image: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"Image": image, "Labels": labels, "HostConfig": {"Init": True}}
 
 
-async def start_engine(core: Core, game_id: str) -> RuntimeRecord:
+def deps_of(rig: Rig) -> ReconcilerDeps:
+    """What `main` hands the passes, built over the test's rig."""
+    return bootstrap(rig.infra, rig.adapters)
+
+
+async def start_engine(core: Rig, game_id: str) -> RuntimeRecord:
     """A running engine, started the way GM would."""
     result = await core.lifecycle.start(game_id, ENGINE_V100, OpSource.GM_REST)
     assert result.record is not None and result.record.current_container_id

@@ -7,16 +7,16 @@ from collections.abc import Callable
 
 import aiodocker
 import pytest
-from reconciler.helpers import start_engine
+from reconciler.helpers import deps_of, start_engine
+from rig import Rig
 from sqlalchemy import text
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
+from rtm_core.domain.vocabulary import OpSource
 from rtm_core.settings import Settings
 from rtm_reconciler.cleanup import RetentionCleanup
 
 
-async def stopped_engine(core: Core, game_id: str) -> str:
+async def stopped_engine(core: Rig, game_id: str) -> str:
     record = await start_engine(core, game_id)
     await core.lifecycle.stop(game_id, "finished", OpSource.GM_REST)
     assert record.current_container_id
@@ -24,13 +24,14 @@ async def stopped_engine(core: Core, game_id: str) -> str:
 
 
 async def test_only_runtimes_stopped_past_retention_are_cleaned(
-    core: Core, cleanup_worker: RetentionCleanup, docker: aiodocker.Docker, game_id: str
+    core: Rig, cleanup_worker: RetentionCleanup, docker: aiodocker.Docker, game_id: str
 ) -> None:
     old, recent = f"{game_id}-old", f"{game_id}-recent"
     old_cid = await stopped_engine(core, old)
     recent_cid = await stopped_engine(core, recent)
     days = core.settings.container_retention_days
-    async with core.engine.begin() as conn:  # stopped a day longer ago than retention allows
+    # Stopped a day longer ago than retention allows.
+    async with core.infra.postgres.begin() as conn:
         await conn.execute(
             text(
                 "UPDATE rtmanager.runtime_records"
@@ -62,7 +63,7 @@ async def test_only_runtimes_stopped_past_retention_are_cleaned(
 
 async def test_a_tiny_retention_cleans_a_just_stopped_runtime(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     settings: Settings,
     stop: asyncio.Event,
     docker: aiodocker.Docker,
@@ -72,7 +73,7 @@ async def test_a_tiny_retention_cleans_a_just_stopped_runtime(
     core = make_core(make_settings(postgres_primary_dsn=dsn, container_retention_days=0))
     cid = await stopped_engine(core, game_id)
 
-    await RetentionCleanup(core, stop).run_once()
+    await RetentionCleanup(deps_of(core), stop).run_once()
 
     with pytest.raises(aiodocker.DockerError):
         await docker.containers.get(cid)

@@ -10,8 +10,8 @@ import aiodocker
 import httpx
 from processes import BOOT_LINES, RtmProcess, free_port, settings_env
 from reconciler.helpers import start_engine, vanish
+from rig import Rig
 
-from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
 
 #: SPEC §2, in this order, for this process.
@@ -37,7 +37,7 @@ def process_env(settings: Settings, port: int) -> dict[str, str]:
 
 
 async def test_boot_pass_completes_before_the_loops_start(
-    core: Core, settings: Settings, docker: aiodocker.Docker, game_id: str
+    core: Rig, settings: Settings, docker: aiodocker.Docker, game_id: str
 ) -> None:
     record = await start_engine(core, game_id)
     await vanish(docker, record.current_container_id or "")
@@ -71,7 +71,7 @@ async def test_boot_pass_completes_before_the_loops_start(
 
 
 async def test_the_standby_runs_its_pass_and_takes_over_when_the_leader_dies(
-    core: Core, settings: Settings, docker: aiodocker.Docker, game_id: str
+    core: Rig, settings: Settings, docker: aiodocker.Docker, game_id: str
 ) -> None:
     leader = RtmProcess(COMMAND, process_env(settings, free_port()), name="leader")
     standby = RtmProcess(COMMAND, process_env(settings, free_port()), name="standby")

@@ -6,6 +6,7 @@ then the record, the operation log, the stream and Docker checked."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -16,14 +17,14 @@ import pytest
 from harness import stream_entries, wait_for
 from reconciler.helpers import ENGINE_V100, start_engine, vanish
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.records import RuntimeRecord
 from rtm_reconciler.reconciler import Reconciler, plan_pass
 
 
-async def ops(core: Core, game_id: str) -> list[tuple[str, str, str, str | None]]:
+async def ops(core: Rig, game_id: str) -> list[tuple[str, str, str, str | None]]:
     rows = reversed(await core.repos.operations(game_id))
     return [(r.op_kind, r.op_source, r.outcome, r.container_id) for r in rows]
 
@@ -42,7 +43,7 @@ def our_labels(stack: str, game_id: str, image: str = ENGINE_V100) -> dict[str, 
 
 
 async def test_vanished_container_is_disposed(
-    core: Core, reconciler: Reconciler, docker: aiodocker.Docker, redis: Redis, game_id: str
+    core: Rig, reconciler: Reconciler, docker: aiodocker.Docker, redis: Redis, game_id: str
 ) -> None:
     record = await start_engine(core, game_id)
     old_id = record.current_container_id
@@ -68,7 +69,7 @@ async def test_vanished_container_is_disposed(
 
 @pytest.mark.parametrize("how", ["exit_code file", "docker kill"])
 async def test_exited_engine_is_observed_as_stopped(
-    core: Core, reconciler: Reconciler, docker: aiodocker.Docker, game_id: str, how: str
+    core: Rig, reconciler: Reconciler, docker: aiodocker.Docker, game_id: str, how: str
 ) -> None:
     record = await start_engine(core, game_id)
     cid = record.current_container_id
@@ -96,7 +97,7 @@ async def test_exited_engine_is_observed_as_stopped(
 
 
 async def test_hand_started_labelled_container_is_adopted(
-    core: Core,
+    core: Rig,
     reconciler: Reconciler,
     docker: aiodocker.Docker,
     hand_made: Callable[..., Any],
@@ -117,7 +118,7 @@ async def test_hand_started_labelled_container_is_adopted(
 
 
 async def test_containers_of_another_stack_or_without_owner_are_untouched(
-    core: Core,
+    core: Rig,
     reconciler: Reconciler,
     docker: aiodocker.Docker,
     hand_made: Callable[..., Any],
@@ -139,7 +140,7 @@ async def test_containers_of_another_stack_or_without_owner_are_untouched(
 
 
 async def test_an_engine_in_sync_writes_nothing(
-    core: Core, reconciler: Reconciler, redis: Redis, game_id: str
+    core: Rig, reconciler: Reconciler, redis: Redis, game_id: str
 ) -> None:
     record = await start_engine(core, game_id)
 
@@ -147,14 +148,14 @@ async def test_an_engine_in_sync_writes_nothing(
 
     assert (report.disposed, report.observed_exited, report.adopted) == (0, 0, 0)
     after = await core.repos.get_record(game_id)
-    assert after is not None and after.model_dump() == record.model_dump()
+    assert after is not None and dataclasses.asdict(after) == dataclasses.asdict(record)
     assert [k for k, *_ in await ops(core, game_id)] == ["start"]
     events = await stream_entries(redis, core.settings.redis_health_events_stream)
     assert [e["event_type"] for e in events] == ["container_started"]
 
 
 async def test_a_busy_game_is_skipped_and_the_pass_goes_on(
-    core: Core, reconciler: Reconciler, docker: aiodocker.Docker, redis: Redis, game_id: str
+    core: Rig, reconciler: Reconciler, docker: aiodocker.Docker, redis: Redis, game_id: str
 ) -> None:
     busy, free = f"{game_id}-busy", f"{game_id}-free"
     records = await asyncio.gather(start_engine(core, busy), start_engine(core, free))
@@ -179,7 +180,7 @@ async def test_a_busy_game_is_skipped_and_the_pass_goes_on(
 
 
 async def test_a_failing_game_is_logged_and_the_pass_goes_on(
-    core: Core,
+    core: Rig,
     reconciler: Reconciler,
     docker: aiodocker.Docker,
     game_id: str,
@@ -209,7 +210,7 @@ async def test_a_failing_game_is_logged_and_the_pass_goes_on(
 
 
 async def test_a_manual_container_replaces_a_vanished_engine(
-    core: Core,
+    core: Rig,
     reconciler: Reconciler,
     docker: aiodocker.Docker,
     hand_made: Callable[..., Any],
@@ -241,7 +242,7 @@ async def test_a_manual_container_replaces_a_vanished_engine(
 
 
 async def test_an_extra_container_beside_a_live_record_is_left_alone(
-    core: Core,
+    core: Rig,
     reconciler: Reconciler,
     docker: aiodocker.Docker,
     hand_made: Callable[..., Any],
@@ -264,7 +265,7 @@ async def test_an_extra_container_beside_a_live_record_is_left_alone(
 
 
 async def test_a_stopping_process_aborts_before_the_next_lease(
-    core: Core, reconciler: Reconciler, docker: aiodocker.Docker, stop: asyncio.Event, game_id: str
+    core: Rig, reconciler: Reconciler, docker: aiodocker.Docker, stop: asyncio.Event, game_id: str
 ) -> None:
     record = await start_engine(core, game_id)
     await vanish(docker, record.current_container_id)

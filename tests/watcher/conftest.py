@@ -17,8 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 from harness import fresh_database
+from rig import Rig
 
-from rtm_core.bootstrap import Core, redis_client
+from rtm_core.adapters.redis.client import redis_client
 from rtm_core.settings import Settings
 from rtm_watcher.memory import KEY_PREFIX
 
@@ -81,6 +82,6 @@ async def background() -> AsyncIterator[Callable[[Worker], asyncio.Event]]:
 
 
 @pytest.fixture
-def state_dir(core: Core) -> Callable[[str], Path]:
+def state_dir(core: Rig) -> Callable[[str], Path]:
     """The host state dir of a game: where the test engine's control files go."""
     return lambda game_id: core.settings.game_state_root / game_id

@@ -1,4 +1,5 @@
-"""Helpers of the watcher suite: engines, health events, a cuttable Docker socket."""
+"""Helpers of the watcher suite: the watcher's deps, engines, health events, a
+cuttable Docker socket."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 import aiodocker
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpSource
+from rtm_core.domain.vocabulary import OpSource
+from rtm_watcher.bootstrap import WatcherDeps, bootstrap
 
 ENGINE = "galaxy/test-engine:1.0.0"
 #: 64m memory limit (image labels): `eat_memory` gets it OOM-killed fast.
@@ -21,7 +23,12 @@ LIMITED_ENGINE = "galaxy/test-engine-limited:1.0.0"
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-async def start_engine(core: Core, game_id: str, image: str = ENGINE) -> str:
+def watcher_deps(core: Rig) -> WatcherDeps:
+    """The watcher's dependencies over a test rig, built as `rtm-watcher` builds them."""
+    return bootstrap(core.infra, core.adapters)
+
+
+async def start_engine(core: Rig, game_id: str, image: str = ENGINE) -> str:
     """Starts an engine as GM would; returns its container id."""
     result = await core.lifecycle.start(game_id, image, OpSource.GM_REST)
     assert result.record is not None and result.record.current_container_id
@@ -34,7 +41,7 @@ def control(state_dir: Path, name: str, content: str = "") -> None:
 
 
 async def health_events(
-    redis: Redis, core: Core, game_id: str, event_type: str | None = None
+    redis: Redis, core: Rig, game_id: str, event_type: str | None = None
 ) -> list[dict[str, Any]]:
     """This game's health events (optionally of one type), details decoded."""
     entries = await stream_entries(redis, core.settings.redis_health_events_stream)
@@ -46,7 +53,7 @@ async def health_events(
 
 
 async def wait_for_event(
-    redis: Redis, core: Core, game_id: str, event_type: str, timeout: float = 15
+    redis: Redis, core: Rig, game_id: str, event_type: str, timeout: float = 15
 ) -> dict[str, Any]:
     async def found() -> dict[str, Any] | None:
         events = await health_events(redis, core, game_id, event_type)

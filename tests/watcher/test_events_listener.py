@@ -17,6 +17,7 @@ import aiodocker
 import pytest
 from harness import wait_for
 from redis.asyncio import Redis
+from rig import Rig
 from watcher.conftest import Worker
 from watcher.helpers import (
     ENGINE,
@@ -28,11 +29,11 @@ from watcher.helpers import (
     start_engine,
     wait_for_event,
     wait_until_exited,
+    watcher_deps,
 )
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER, OpSource
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER, OpSource
 from rtm_core.settings import Settings
 from rtm_watcher.events_listener import EventsListener
 
@@ -41,7 +42,7 @@ StateDir = Callable[[str], Path]
 
 
 async def exit_and_wait(
-    redis: Redis, core: Core, state_dir: StateDir, game_id: str, code: int = 3
+    redis: Redis, core: Rig, state_dir: StateDir, game_id: str, code: int = 3
 ) -> dict:
     """Make an engine exit with `code`; returns its `container_exited` event. Events
     are handled in order, so everything the listener saw before is settled too."""
@@ -50,10 +51,10 @@ async def exit_and_wait(
 
 
 async def test_a_nonzero_exit_is_container_exited_once(
-    core: Core, redis: Redis, background: Background, state_dir: StateDir, game_id: str
+    core: Rig, redis: Redis, background: Background, state_dir: StateDir, game_id: str
 ) -> None:
     container_id = await start_engine(core, game_id)
-    listener = EventsListener(core)
+    listener = EventsListener(watcher_deps(core))
     stop = background(listener.run)
     before_ms = time.time_ns() // 1_000_000
 
@@ -69,7 +70,7 @@ async def test_a_nonzero_exit_is_container_exited_once(
     # A new leader: replays Docker's buffer from the stored cursor and runs the
     # catch-up pass over the still-`running` record. Neither repeats the event.
     stop.set()
-    background(EventsListener(core).run)
+    background(EventsListener(watcher_deps(core)).run)
     sentinel = f"{game_id}-sentinel"
     await start_engine(core, sentinel)
     await exit_and_wait(redis, core, state_dir, sentinel)
@@ -77,10 +78,10 @@ async def test_a_nonzero_exit_is_container_exited_once(
 
 
 async def test_an_oom_kill_is_one_container_oom(
-    core: Core, redis: Redis, background: Background, state_dir: StateDir, game_id: str
+    core: Rig, redis: Redis, background: Background, state_dir: StateDir, game_id: str
 ) -> None:
     container_id = await start_engine(core, game_id, LIMITED_ENGINE)
-    listener = EventsListener(core)
+    listener = EventsListener(watcher_deps(core))
     stop = background(listener.run)
     control(state_dir(game_id), "eat_memory")
 
@@ -97,12 +98,12 @@ async def test_an_oom_kill_is_one_container_oom(
 
 
 async def test_an_oom_kill_the_engine_survives_is_one_container_oom(
-    core: Core, redis: Redis, docker: aiodocker.Docker, background: Background, game_id: str
+    core: Rig, redis: Redis, docker: aiodocker.Docker, background: Background, game_id: str
 ) -> None:
     """A process inside the engine is OOM-killed, the engine lives on: Docker sends
     `oom` and no `die`; the event carries the exit code inspect shows (0)."""
     container_id = await start_engine(core, game_id, LIMITED_ENGINE)
-    listener = EventsListener(core)
+    listener = EventsListener(watcher_deps(core))
     background(listener.run)
     container = await docker.containers.get(container_id)
     hog = await container.exec(cmd=["sh", "-c", "x=xxxxxxxxxxxxxxxx; while :; do x=$x$x; done"])
@@ -118,14 +119,14 @@ async def test_an_oom_kill_the_engine_survives_is_one_container_oom(
 
 
 async def test_exits_rtm_causes_are_silent(
-    core: Core, redis: Redis, background: Background, state_dir: StateDir, game_id: str
+    core: Rig, redis: Redis, background: Background, state_dir: StateDir, game_id: str
 ) -> None:
     """Stop timeout 0: Docker SIGKILLs, so each of these exits is a non-zero `die`
     that only the lifecycle's expected-exit mark keeps quiet."""
     games = {op: f"{game_id}-{op}" for op in ("stop", "restart", "patch", "cleanup")}
     for game in games.values():
         await start_engine(core, game)
-    background(EventsListener(core).run)
+    background(EventsListener(watcher_deps(core)).run)
 
     await core.lifecycle.stop(games["stop"], "admin_request", OpSource.GM_REST)
     await core.lifecycle.restart(games["restart"], OpSource.ADMIN_REST)
@@ -142,7 +143,7 @@ async def test_exits_rtm_causes_are_silent(
 
 
 async def test_an_engine_dying_before_its_start_committed_is_reported(
-    core: Core,
+    core: Rig,
     redis: Redis,
     docker: aiodocker.Docker,
     background: Background,
@@ -153,31 +154,29 @@ async def test_an_engine_dying_before_its_start_committed_is_reported(
     the game's lease and has not yet pointed the record at it. The listener
     decides once the lease is released. The start is played by hand here, so
     the order is certain: lease, container dies, record, release."""
-    listener = EventsListener(core)
+    listener = EventsListener(watcher_deps(core))
     background(listener.run)
-    lease = f"rtmanager:game_lease:{game_id}"
-    await redis.set(lease, "a-start-in-flight", px=20_000)
-    labels = {LABEL_OWNER: OWNER, LABEL_STACK: stack, LABEL_GAME_ID: game_id}
-    container = await docker.containers.run(
-        {"Image": ENGINE, "Labels": labels, "Env": ["ENGINE_EXIT_CODE=2"]},
-        name=f"galaxy-game-{game_id}",
-    )
-    await wait_until_exited(docker, container.id)
-    await wait_for(lambda: listener.pending_checks == 1)
-    assert await health_events(redis, core, game_id) == []
-
-    now = datetime.now(UTC)
-    await core.repos.save_record(
-        RuntimeRecord(
-            game_id=game_id,
-            status="running",
-            current_container_id=container.id,
-            current_image_ref=ENGINE,
-            started_at=now,
-            last_op_at=now,
+    async with core.leases.hold(game_id):  # the start in flight
+        labels = {LABEL_OWNER: OWNER, LABEL_STACK: stack, LABEL_GAME_ID: game_id}
+        container = await docker.containers.run(
+            {"Image": ENGINE, "Labels": labels, "Env": ["ENGINE_EXIT_CODE=2"]},
+            name=f"galaxy-game-{game_id}",
         )
-    )
-    await redis.delete(lease)
+        await wait_until_exited(docker, container.id)
+        await wait_for(lambda: listener.pending_checks == 1)
+        assert await health_events(redis, core, game_id) == []
+
+        now = datetime.now(UTC)
+        await core.repos.save_record(
+            RuntimeRecord(
+                game_id=game_id,
+                status="running",
+                current_container_id=container.id,
+                current_image_ref=ENGINE,
+                started_at=now,
+                last_op_at=now,
+            )
+        )
     event = await wait_for_event(redis, core, game_id, "container_exited")
     assert (event["container_id"], event["details"]) == (
         container.id,
@@ -186,7 +185,7 @@ async def test_an_engine_dying_before_its_start_committed_is_reported(
 
 
 async def test_catch_up_reports_a_death_no_event_announced(
-    core: Core, redis: Redis, docker: aiodocker.Docker, state_dir: StateDir, game_id: str
+    core: Rig, redis: Redis, docker: aiodocker.Docker, state_dir: StateDir, game_id: str
 ) -> None:
     """No listener was running when the engine died (a daemon restart, no leader):
     the catch-up pass reports it from inspect, once."""
@@ -194,10 +193,10 @@ async def test_catch_up_reports_a_death_no_event_announced(
     control(state_dir(game_id), "exit_code", "5")
     state = await wait_until_exited(docker, container_id)
 
-    listener = EventsListener(core)
+    listener = EventsListener(watcher_deps(core))
     assert await listener.catch_up() == 1
     assert await listener.catch_up() == 0
-    assert await EventsListener(core).catch_up() == 0
+    assert await EventsListener(watcher_deps(core)).catch_up() == 0
     (event,) = await health_events(redis, core, game_id, "container_exited")
     assert event["details"] == {"exit_code": 5, "oom": False}
     finished = datetime.fromisoformat(state["FinishedAt"][:26] + "+00:00")
@@ -205,8 +204,8 @@ async def test_catch_up_reports_a_death_no_event_announced(
 
 
 async def test_the_listener_survives_a_broken_stream_and_catches_up(
-    core: Core,
-    make_core: Callable[[Settings], Core],
+    core: Rig,
+    make_core: Callable[[Settings], Rig],
     settings: Settings,
     redis: Redis,
     docker: aiodocker.Docker,
@@ -221,7 +220,7 @@ async def test_the_listener_survives_a_broken_stream_and_catches_up(
     container_id = await start_engine(core, game_id)
     try:
         with caplog.at_level(logging.INFO, logger="rtm_watcher"):
-            background(EventsListener(watcher_core).run)
+            background(EventsListener(watcher_deps(watcher_core)).run)
             await wait_for(lambda: _logged(caplog, "worker started"))
             await proxy.cut()  # the stream breaks, reconnects are refused meanwhile
             await wait_for(lambda: _logged(caplog, "docker events stream lost; reconnecting"))

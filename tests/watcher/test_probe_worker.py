@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from watcher.helpers import control, health_events, start_engine
+from rig import Rig
+from watcher.helpers import control, health_events, start_engine, watcher_deps
 
-from rtm_core.bootstrap import Core
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
 from rtm_core.settings import ProbeAddressMode, Settings
 from rtm_watcher.probe_worker import ProbeWorker
 
@@ -21,12 +21,12 @@ StateDir = Callable[[str], Path]
 
 
 @pytest.fixture
-async def workers() -> AsyncIterator[Callable[[Core], ProbeWorker]]:
+async def workers() -> AsyncIterator[Callable[[Rig], ProbeWorker]]:
     """Probe workers driven by `run_once`; their HTTP clients closed afterwards."""
     made: list[ProbeWorker] = []
 
-    def make(core: Core) -> ProbeWorker:
-        made.append(ProbeWorker(core))
+    def make(core: Rig) -> ProbeWorker:
+        made.append(ProbeWorker(watcher_deps(core)))
         return made[-1]
 
     yield make
@@ -34,7 +34,7 @@ async def workers() -> AsyncIterator[Callable[[Core], ProbeWorker]]:
         await worker.aclose()
 
 
-async def probe_events(redis: Redis, core: Core, game_id: str) -> list[tuple[str, dict]]:
+async def probe_events(redis: Redis, core: Rig, game_id: str) -> list[tuple[str, dict]]:
     return [
         (e["event_type"], e["details"])
         for e in await health_events(redis, core, game_id)
@@ -42,18 +42,18 @@ async def probe_events(redis: Redis, core: Core, game_id: str) -> list[tuple[str
     ]
 
 
-async def snapshot_of(core: Core, game_id: str) -> tuple[str, str, dict]:
+async def snapshot_of(core: Rig, game_id: str) -> tuple[str, str, dict]:
     snapshot = await core.repos.get_snapshot(game_id)
     assert snapshot is not None
     return snapshot.source, snapshot.status, snapshot.details
 
 
 async def test_a_hanging_engine_fails_at_the_threshold_then_recovers(
-    core: Core,
+    core: Rig,
     redis: Redis,
     state_dir: StateDir,
     game_id: str,
-    workers: Callable[[Core], ProbeWorker],
+    workers: Callable[[Rig], ProbeWorker],
 ) -> None:
     await start_engine(core, game_id)
     worker = workers(core)
@@ -92,10 +92,10 @@ async def test_a_hanging_engine_fails_at_the_threshold_then_recovers(
 
 async def test_endpoint_mode_probes_the_recorded_endpoint(
     settings: Settings,
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     redis: Redis,
     game_id: str,
-    workers: Callable[[Core], ProbeWorker],
+    workers: Callable[[Rig], ProbeWorker],
 ) -> None:
     """An engine that answers, but not 2xx: its status is what probe_failed carries."""
     requests: list[bytes] = []

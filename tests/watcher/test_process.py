@@ -15,9 +15,9 @@ import httpx
 from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
+from rig import Rig
 from watcher.helpers import control, health_events, start_engine, wait_for_event
 
-from rtm_core.bootstrap import Core
 from rtm_core.settings import Settings
 
 WORKERS = ("events_listener", "inspect_worker", "probe_worker")
@@ -28,7 +28,7 @@ def watcher(settings: Settings, name: str) -> RtmProcess:
     return RtmProcess("rtm-watcher", env, name=name)
 
 
-async def once_each(redis: Redis, core: Core, game_id: str) -> list[str]:
+async def once_each(redis: Redis, core: Rig, game_id: str) -> list[str]:
     """Event types of a game, asserting none came twice."""
     types = [e["event_type"] for e in await health_events(redis, core, game_id)]
     assert len(types) == len(set(types)), (game_id, types)
@@ -36,7 +36,7 @@ async def once_each(redis: Redis, core: Core, game_id: str) -> list[str]:
 
 
 async def test_a_standby_takes_over_and_nothing_is_reported_twice(
-    core: Core, settings: Settings, redis: Redis, state_dir: Callable[[str], Path], game_id: str
+    core: Rig, settings: Settings, redis: Redis, state_dir: Callable[[str], Path], game_id: str
 ) -> None:
     early, late = f"{game_id}-early", f"{game_id}-late"
     await start_engine(core, early)

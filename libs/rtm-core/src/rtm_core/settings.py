@@ -7,12 +7,20 @@ reference `.env` writes them.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -87,9 +95,11 @@ class Settings(BaseSettings):
 
     # Stores (required: RTM must never guess where its state lives)
     postgres_primary_dsn: str
-    redis_master_addr: str
+    #: `host:port` (SPEC), or instead `redis_url` for TLS (`rediss://`) and ACL users.
+    redis_master_addr: str | None = None
     redis_password: SecretStr | None = None
     redis_db: int = Field(default=0, ge=0)
+    redis_url: SecretStr | None = None
 
     # Docker
     docker_host: str = "unix:///var/run/docker.sock"
@@ -102,6 +112,15 @@ class Settings(BaseSettings):
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     image_allowed_prefixes: CsvList = ()
     stack: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    #: Deadline of every Docker call but pulls and stops (an expired call fails
+    #: with its SPEC code; nothing waits on a wedged daemon holding a lease).
+    docker_call_timeout: Duration = 30.0
+    #: Deadline of one image pull, registry round trips and layer downloads included.
+    docker_pull_timeout: Duration = 300.0
+    #: A Docker `config.json` (or the directory holding one): pulls send the
+    #: `auths` entry of the image's registry. Unset: anonymous pulls. Only
+    #: `auths` is read; `credsStore`/`credHelpers` programs are never run.
+    docker_config: Path | None = None
 
     # Engines
     game_state_root: Path = Path("/var/lib/galaxy/games")
@@ -165,12 +184,38 @@ class Settings(BaseSettings):
             raise ValueError("must start with unix:// or tcp://")
         return value
 
+    @field_validator("docker_config")
+    @classmethod
+    def _docker_config(cls, value: Path | None) -> Path | None:
+        """The config file itself (a directory means its `config.json`), checked
+        to be a JSON object now, so a bad one stops the process at boot."""
+        if value is None:
+            return None
+        path = value / "config.json" if value.is_dir() else value
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"must name a readable Docker config.json: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
+            raise ValueError(f"{path} is not a Docker config.json (no `auths` object)")
+        return path
+
     @field_validator("internal_api_token")
     @classmethod
     def _token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() in {"", "changeme", "changethis"}:
             raise ValueError("refusing an empty or placeholder token; unset it to disable auth")
         return value
+
+    @model_validator(mode="after")
+    def _redis_target(self) -> Settings:
+        if self.redis_master_addr is None and self.redis_url is None:
+            raise ValueError("RTMANAGER_REDIS_MASTER_ADDR is required (or RTMANAGER_REDIS_URL)")
+        if self.redis_url is not None and not self.redis_url.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("RTMANAGER_REDIS_URL must start with redis://, rediss:// or unix://")
+        return self
 
     @property
     def docker_log_opts_dict(self) -> dict[str, str]:
@@ -191,7 +236,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across variables names them itself
+                lines.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(err["loc"][0])
             problem = "is required" if err["type"] == "missing" else err["msg"]
             lines.append(f"RTMANAGER_{field.upper()} {problem}")
         raise SettingsError("; ".join(lines)) from None

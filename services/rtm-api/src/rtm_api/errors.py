@@ -6,7 +6,8 @@ Every error leaves as `{"error":{"code":"…","message":"…"}}`:
 - FastAPI's request validation (malformed JSON, missing field, wrong type,
   bad query value) as 400 `invalid_request`;
 - Starlette's own errors (unknown route, wrong method) by status, below;
-- anything else as 500 `internal_error`, logged (see `middleware`).
+- anything else as the one `InternalError` (500 `internal_error`), logged
+  (see `middleware`).
 
 `error_responses` declares the same shapes per route in the OpenAPI document.
 """
@@ -22,9 +23,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rtm_api.schemas import ErrorEnvelope
-from rtm_core.errors import InvalidRequest, NotFound, RtmError, Unauthorized
-from rtm_core.lifecycle.operation import InternalError
-from rtm_core.ops_http import error_body
+from rtm_core.domain.errors import InternalError, InvalidRequest, NotFound, RtmError, Unauthorized
+from rtm_core.runtime.ops_http import error_body
 
 #: Codes for errors Starlette raises before any RTM code runs.
 FRAMEWORK_CODES: Mapping[int, str] = {

@@ -1,6 +1,6 @@
 """The wire shapes of the internal REST API, defined once.
 
-`RuntimeRecord` is the `runtime_records` row of `rtm_core.schema` field for
+`RuntimeRecord` is the `runtime_records` row of `rtm_core.domain.records` field for
 field and in column order, as reference 001 shows it: timestamps RFC 3339
 UTC with `Z` and whole seconds (`2026-04-28T07:18:54Z`), absent values as
 `null`. Request bodies are validated here only for shape; the rules about
@@ -16,9 +16,9 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from rtm_core.domain import StopReason
-from rtm_core.schema import OperationLogEntry
-from rtm_core.schema import RuntimeRecord as RuntimeRecordRow
+from rtm_core.domain.records import OperationLogEntry
+from rtm_core.domain.records import RuntimeRecord as RuntimeRecordRow
+from rtm_core.domain.vocabulary import StopReason
 
 RFC3339_EXAMPLE = "2026-04-28T07:18:54Z"
 

@@ -45,8 +45,8 @@ in-flight entries every third of the claim idle, so a job that runs longer
 than that (a stop waiting out its timeout, a lease wait) is not claimed away
 from a live replica.
 
-Each job: decode → `core.lifecycle.start/stop` → XADD the result → XACK and
-move the offset (one script, `rtm_jobs.offsets`). Nothing is acknowledged
+Each job: decode (`rtm_core.domain.wire`) → `lifecycle.start/stop` → XADD
+the result → XACK and move the offset (one script, `rtm_jobs.offsets`). Nothing is acknowledged
 before its result is out; a process killed in between leaves the entry
 pending, a peer (or this consumer after a restart) runs it again, and the
 lifecycle's replay answers `replay_no_op`.
@@ -68,25 +68,15 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
-from rtm_core.bootstrap import Core, redis_client
-from rtm_core.domain import Outcome
-from rtm_core.errors import RtmError
+from rtm_core.domain.errors import RtmError
+from rtm_core.domain.vocabulary import Outcome
+from rtm_core.domain.wire import Job, MalformedJob, PoisonEntry, RawFields
 from rtm_core.lifecycle import OperationResult
-from rtm_core.logs import operation_context
-from rtm_core.loops import sleep_until
-from rtm_core.telemetry import tracer
-from rtm_jobs.jobs import (
-    START_JOBS,
-    STOP_JOBS,
-    Fields,
-    JobStream,
-    PoisonEntry,
-    RawFields,
-    check_envelope,
-    decode_entry,
-    game_id_of,
-    job_result,
-)
+from rtm_core.observability import operation_context, tracer
+from rtm_core.runtime.loops import sleep_until
+from rtm_core.settings import Settings
+from rtm_jobs.bootstrap import JobsDeps
+from rtm_jobs.jobs import START_JOBS, STOP_JOBS, JobStream, job_result
 from rtm_jobs.offsets import GroupState
 from rtm_jobs.scheduler import JobScheduler
 
@@ -105,9 +95,11 @@ ERROR_BACKOFF_SECONDS = 1.0
 DRAIN_SHARE = 0.8
 
 Entry = tuple[str, RawFields]
+#: An entry as decoded: a job, a job refused for one field, or nobody's entry.
+Decoded = Job | MalformedJob | PoisonEntry
 
 
-def consumer_name(core: Core) -> str:
+def consumer_name(settings: Settings) -> str:
     """`RTMANAGER_JOBS_CONSUMER_NAME`, else the hostname.
 
     A container or pod keeps its hostname across restarts, so a restarted
@@ -116,29 +108,30 @@ def consumer_name(core: Core) -> str:
     pile up in the group. Replicas sharing one host must be given distinct
     names.
     """
-    return core.settings.jobs_consumer_name or socket.gethostname()
+    return settings.jobs_consumer_name or socket.gethostname()
 
 
-def consumers(core: Core) -> list[JobConsumer]:
+def consumers(deps: JobsDeps) -> list[JobConsumer]:
     """Both loops of a process, sharing its concurrency bound and per-game order."""
-    scheduler = JobScheduler(core.settings.jobs_concurrency)
-    name = consumer_name(core)
-    return [JobConsumer(core, jobs, scheduler, consumer=name) for jobs in (START_JOBS, STOP_JOBS)]
+    scheduler = JobScheduler(deps.settings.jobs_concurrency)
+    name = consumer_name(deps.settings)
+    streams: tuple[JobStream[Any], ...] = (START_JOBS, STOP_JOBS)
+    return [JobConsumer(deps, jobs, scheduler, consumer=name) for jobs in streams]
 
 
 class JobConsumer:
     def __init__(
         self,
-        core: Core,
-        jobs: JobStream,
+        deps: JobsDeps,
+        jobs: JobStream[Any],
         scheduler: JobScheduler,
         *,
         consumer: str,
         offset_key: str | None = None,
         drain_seconds: float | None = None,
     ) -> None:
-        settings = core.settings
-        self.core = core
+        settings = deps.settings
+        self.deps = deps
         self.jobs = jobs
         self.scheduler = scheduler
         self.name = jobs.worker
@@ -146,7 +139,7 @@ class JobConsumer:
         self.group = settings.jobs_consumer_group
         self.consumer = consumer
         self.state = GroupState(
-            core.redis,
+            deps.redis,
             stream=self.stream,
             group=self.group,
             consumer=consumer,
@@ -170,10 +163,10 @@ class JobConsumer:
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        registry = self.core.loops
+        registry = self.deps.loops
         registry.register(self.name, BEAT_INTERVAL)
         log.info("worker started", extra={"worker": self.name, **self._log_fields})
-        reader = redis_client(self.core.settings, decode_responses=False)
+        reader = self.deps.open_reader()
         keeper = asyncio.create_task(self._keep_claimed(), name=f"{self.name}:keeper")
         try:
             await self._consume(stop, reader)
@@ -200,7 +193,7 @@ class JobConsumer:
                 if free and not stop.is_set():
                     for entry_id, raw in await self._read(reader, free):
                         self._dispatch(entry_id, raw)
-                self.core.loops.beat(self.name)
+                self.deps.loops.beat(self.name)
             except Exception as exc:
                 if str(exc).startswith("NOGROUP"):
                     # The stream or group was deleted under us: rebuild it from the offset.
@@ -225,7 +218,7 @@ class JobConsumer:
                 self._dispatch(entry_id, raw)
         if self._due_now("metrics", METRICS_INTERVAL):
             pending, lag = await self.state.backlog()
-            metrics = self.core.metrics
+            metrics = self.deps.metrics
             metrics.stream_pending.set(float(pending), stream=self.stream, group=self.group)
             if lag is not None:
                 metrics.stream_lag.set(float(lag), stream=self.stream, group=self.group)
@@ -284,10 +277,13 @@ class JobConsumer:
     # ------------------------------------------------------------------ jobs
 
     def _dispatch(self, entry_id: str, raw: RawFields) -> None:
-        decoded: Fields | PoisonEntry
+        decoded: Decoded
         try:
-            decoded = decode_entry(raw)
-            key = game_id_of(decoded)
+            incoming: Job = self.jobs.shape.decode(raw)
+            decoded, key = incoming, incoming.game_id
+        except MalformedJob as exc:
+            # Answered in its game's turn, like any job of the game.
+            decoded, key = exc, exc.game_id
         except PoisonEntry as exc:
             decoded, key = exc, f"entry:{entry_id}"
 
@@ -298,7 +294,7 @@ class JobConsumer:
         self._inflight[entry_id] = task
         task.add_done_callback(lambda _: self._inflight.pop(entry_id, None))
 
-    async def _job(self, entry_id: str, decoded: Fields | PoisonEntry) -> None:
+    async def _job(self, entry_id: str, decoded: Decoded) -> None:
         began = time.perf_counter()
         with tracer.start_as_current_span(
             f"rtm.job.{self.jobs.label}",
@@ -312,16 +308,16 @@ class JobConsumer:
             if isinstance(decoded, PoisonEntry):
                 await self._drop(entry_id, decoded, began)
                 return
-            game_id = decoded["game_id"]
+            game_id = decoded.game_id
             with operation_context(game_id, self.jobs.op_kind.value):
                 outcome = await self._run(decoded)
                 result = job_result(game_id, outcome)
                 try:
                     offset = await self.state.complete(
                         entry_id,
-                        results_stream=self.core.publishers.job_results_stream,
-                        result=result.fields(),
-                        maxlen=self.core.settings.stream_maxlen,
+                        results_stream=self.deps.job_results_stream,
+                        result=result,
+                        maxlen=self.deps.stream_maxlen,
                     )
                 except Exception:
                     log.exception(
@@ -345,10 +341,11 @@ class JobConsumer:
                     },
                 )
 
-    async def _run(self, fields: Fields) -> OperationResult | Exception:
+    async def _run(self, job: Job | MalformedJob) -> OperationResult | Exception:
+        if isinstance(job, MalformedJob):
+            return self.jobs.refusal(job)
         try:
-            check_envelope(self.jobs, fields)
-            return await self.jobs.call(self.core, fields)
+            return await self.jobs.call(self.deps, job)
         except RtmError as exc:
             return exc
         except Exception as exc:
@@ -372,7 +369,7 @@ class JobConsumer:
         )
 
     def _count(self, outcome: Outcome, began: float) -> None:
-        metrics = self.core.metrics
+        metrics = self.deps.metrics
         metrics.jobs_processed.add(1, {"stream": self.jobs.label, "outcome": outcome.value})
         metrics.job_duration.record(
             time.perf_counter() - began,

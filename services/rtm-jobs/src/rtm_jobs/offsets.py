@@ -31,6 +31,8 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from rtm_core.domain.wire import JobResult
+
 log = logging.getLogger(__name__)
 
 
@@ -135,10 +137,15 @@ class GroupState:
         )
 
     async def complete(
-        self, entry_id: str, *, results_stream: str, result: dict[str, str], maxlen: int
+        self, entry_id: str, *, results_stream: str, result: JobResult, maxlen: int
     ) -> str | None:
-        """Publish `result`, acknowledge `entry_id` and move the offset, as one step."""
-        flat = [v for pair in result.items() for v in pair]
+        """Publish `result`, acknowledge `entry_id` and move the offset, as one step.
+
+        This is the only writer of `runtime:job_results`, so a job's answer and
+        its acknowledgement cannot part; the entry is `JobResult.fields()`, the
+        wire's one encoder, in its order.
+        """
+        flat = [v for pair in result.fields().items() for v in pair]
         offset = await self._ack(
             keys=[self.stream, self.offset_key, results_stream],
             args=[self.group, entry_id, str(maxlen), *flat],

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import OpKind, OpSource
-from rtm_core.errors import NotFound, OperationInProgress
-from rtm_core.schema import RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.domain.errors import NotFound, OperationInProgress
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource
+from rtm_core.observability import tracer
+from rtm_reconciler.bootstrap import ReconcilerDeps
 from rtm_reconciler.passes import GamePass, error_fields, fan_out
 
 log = logging.getLogger("rtm_reconciler.cleanup")
@@ -43,14 +43,18 @@ class RetentionCleanup(GamePass):
     name = "cleanup"
 
     def __init__(
-        self, core: Core, stop: asyncio.Event, *, concurrency: int = CLEANUP_CONCURRENCY
+        self,
+        deps: ReconcilerDeps,
+        stop: asyncio.Event,
+        *,
+        concurrency: int = CLEANUP_CONCURRENCY,
     ) -> None:
-        super().__init__(core, stop)
-        self.interval = core.settings.cleanup_interval
+        super().__init__(deps, stop)
+        self.interval = deps.settings.cleanup_interval
         self._concurrency = concurrency
 
     def cutoff(self) -> datetime:
-        return datetime.now(UTC) - timedelta(days=self._core.settings.container_retention_days)
+        return datetime.now(UTC) - timedelta(days=self._deps.settings.container_retention_days)
 
     async def run_once(self) -> None:
         report = await self.sweep()
@@ -62,7 +66,7 @@ class RetentionCleanup(GamePass):
         began = time.perf_counter()
         cutoff = self.cutoff()
         with tracer.start_as_current_span("rtm.retention_cleanup"):
-            records = await self._core.repos.stopped_before(cutoff)
+            records = await self._deps.records.stopped_before(cutoff)
             report.candidates = len(records)
 
             async def clean(record: RuntimeRecord) -> None:
@@ -77,7 +81,7 @@ class RetentionCleanup(GamePass):
     async def _clean(self, game_id: str, cutoff: datetime, report: CleanupReport) -> None:
         fields = {"game_id": game_id, "op_kind": OpKind.CLEANUP_CONTAINER.value}
         try:
-            result = await self._core.lifecycle.cleanup(
+            result = await self._deps.lifecycle.cleanup(
                 game_id, OpSource.CLEANUP_WORKER, stopped_before=cutoff
             )
         except OperationInProgress:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 
-from rtm_core.bootstrap import boot
-from rtm_core.ops_http import ops_app
-from rtm_core.process import run_process
-from rtm_core.runner import run_service
+from rtm_core.runtime.bootstrap import CoreAdapters, boot
+from rtm_core.runtime.ops_http import ops_app
+from rtm_core.runtime.process import run_process
+from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
+from rtm_reconciler.bootstrap import bootstrap
 from rtm_reconciler.cleanup import RetentionCleanup
 from rtm_reconciler.reconciler import Reconciler
 
@@ -23,13 +24,14 @@ LEADER_ROLE = "reconciler"
 
 
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
-    core = await boot(settings, PROCESS)
-    reconciler = Reconciler(core, stop)
-    cleanup = RetentionCleanup(core, stop)
+    infra = await boot(settings, PROCESS)
+    deps = bootstrap(infra, CoreAdapters.over(infra))
+    reconciler = Reconciler(deps, stop)
+    cleanup = RetentionCleanup(deps, stop)
     await run_service(
-        core,
+        infra,
         stop,
-        app=ops_app(core),
+        app=ops_app(infra),
         addr=settings.ops_http_addr,
         workers=[reconciler.run, cleanup.run],
         leader_role=LEADER_ROLE,

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from rtm_core.bootstrap import Core
-from rtm_core.errors import RtmError
-from rtm_core.loops import PeriodicLoop
+from rtm_core.domain.errors import InternalError, RtmError
+from rtm_core.runtime.loops import PeriodicLoop
+from rtm_reconciler.bootstrap import ReconcilerDeps
 
 T = TypeVar("T")
 
@@ -53,16 +53,16 @@ async def fan_out(
 
 def error_fields(exc: Exception) -> dict[str, str]:
     """Log fields of a failed per-game call that the pass survives."""
-    code = exc.code if isinstance(exc, RtmError) else "internal_error"
+    code = exc.code if isinstance(exc, RtmError) else InternalError.code
     return {"error_code": code, "error": str(exc) or type(exc).__name__}
 
 
 class GamePass(PeriodicLoop):
     """A periodic pass over games that stops starting new games once told to stop."""
 
-    def __init__(self, core: Core, stop: asyncio.Event) -> None:
-        super().__init__(core.loops)
-        self._core = core
+    def __init__(self, deps: ReconcilerDeps, stop: asyncio.Event) -> None:
+        super().__init__(deps.loops)
+        self._deps = deps
         self._process_stop = stop
         self._leading_stop: asyncio.Event | None = None
 

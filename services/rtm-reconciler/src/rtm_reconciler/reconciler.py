@@ -2,7 +2,7 @@
 
 One pass lists this stack's containers once and the live records once, plans
 the drifts in memory, then settles each game with the core's drift calls
-(`core.lifecycle.reconcile_*`), several games at once. Every drift is
+(`Lifecycle.reconcile_*`), several games at once. Every drift is
 re-checked by the core under the game's lease, so a start, stop or restart
 that raced the pass wins and the pass writes nothing for that game.
 
@@ -37,9 +37,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import (
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.errors import OperationInProgress
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import (
     LABEL_OWNER,
     LABEL_STACK,
     OWNER,
@@ -48,9 +49,8 @@ from rtm_core.domain import (
     container_name,
     is_valid_game_id,
 )
-from rtm_core.errors import OperationInProgress
-from rtm_core.schema import RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.observability import tracer
+from rtm_reconciler.bootstrap import ReconcilerDeps
 from rtm_reconciler.passes import GamePass, error_fields, fan_out
 
 log = logging.getLogger("rtm_reconciler.reconciler")
@@ -158,10 +158,14 @@ class Reconciler(GamePass):
     name = "reconciler"
 
     def __init__(
-        self, core: Core, stop: asyncio.Event, *, concurrency: int = RECONCILE_CONCURRENCY
+        self,
+        deps: ReconcilerDeps,
+        stop: asyncio.Event,
+        *,
+        concurrency: int = RECONCILE_CONCURRENCY,
     ) -> None:
-        super().__init__(core, stop)
-        self.interval = core.settings.reconcile_interval
+        super().__init__(deps, stop)
+        self.interval = deps.settings.reconcile_interval
         # The boot pass (before_workers) has just run: the loop's first pass waits one interval.
         self.first_run_delay = self.interval
         self._concurrency = concurrency
@@ -191,11 +195,11 @@ class Reconciler(GamePass):
         report = PassReport()
         began = time.perf_counter()
         with tracer.start_as_current_span("rtm.reconcile_pass"):
-            containers = await self._core.docker.list_owned()
+            containers = await self._deps.engines.list_owned()
             listed = time.perf_counter()
-            records = await self._core.repos.live_records()
+            records = await self._deps.records.live_records()
             loaded = time.perf_counter()
-            plans, ignored = plan_pass(records, containers, self._core.settings.stack)
+            plans, ignored = plan_pass(records, containers, self._deps.settings.stack)
             report.records, report.containers = len(records), len(containers)
             report.ignored_containers = len(ignored)
             for c in ignored:
@@ -218,7 +222,7 @@ class Reconciler(GamePass):
         return report
 
     async def _settle(self, plan: GamePlan, report: PassReport) -> None:
-        lifecycle = self._core.lifecycle
+        lifecycle = self._deps.lifecycle
         game_id = plan.game_id
         for c in plan.left_alone:
             report.left_alone += 1

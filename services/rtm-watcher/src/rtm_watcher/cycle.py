@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import RuntimeStatus
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import RuntimeStatus
+from rtm_core.ports import RuntimeRecords
 
 
-async def running_records(core: Core) -> list[RuntimeRecord]:
+async def running_records(records: RuntimeRecords) -> list[RuntimeRecord]:
     """`running` records that point at a container: the engines to watch."""
-    records = await core.repos.list_records(RuntimeStatus.RUNNING.value)
-    return [r for r in records if r.current_container_id]
+    running = await records.list_records(RuntimeStatus.RUNNING.value)
+    return [r for r in running if r.current_container_id]
 
 
 async def for_each(

@@ -4,7 +4,7 @@ Rules (SPEC §8, runbook "Engine Container Died"):
 
 - `die` with a non-zero exit of the container a `running` record points at
   → `container_exited` {exit_code, oom}, unless RTM caused the exit itself
-  (the lifecycle marks a container in `core.exits` before it stops it).
+  (the lifecycle marks a container in `ExpectedExits` before it stops it).
 - One OOM kill is ONE event. Docker sends `oom` (container still running)
   and, a few ms later, `die` with exit 137 and `State.OOMKilled`. That death
   is reported as `container_oom` {exit_code} when the `die` arrives, so the
@@ -42,16 +42,14 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo, DockerEvent, parse_docker_time
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
-from rtm_core.errors import DockerUnavailable
-from rtm_core.lease import GAME_LEASE_PREFIX
-from rtm_core.loops import sleep_until
-from rtm_core.publishers import now_ms
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.engine import ContainerInfo, EngineEvent, parse_docker_time
+from rtm_core.domain.errors import DockerUnavailable
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain.wire import now_ms
+from rtm_core.runtime.loops import sleep_until
+from rtm_watcher.bootstrap import WatcherDeps
 from rtm_watcher.cycle import for_each, running_records
-from rtm_watcher.memory import Claims, watcher_key
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +91,11 @@ def _finished_at_ms(info: ContainerInfo) -> int:
 class EventsListener:
     name = NAME
 
-    def __init__(self, core: Core, *, idle_beat: float = IDLE_BEAT_SECONDS) -> None:
-        self._core = core
+    def __init__(self, deps: WatcherDeps, *, idle_beat: float = IDLE_BEAT_SECONDS) -> None:
+        self._deps = deps
         self._idle_beat = idle_beat
-        self._claims = Claims(core.redis, core.settings.stack)
-        self._cursor_key = watcher_key(core.settings.stack, "events_since")
+        self._claims = deps.memory.claims
+        self._cursor = deps.memory.cursor
         self._recent: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._oom_pending: set[str] = set()
         self._since_nano = 0
@@ -111,7 +109,7 @@ class EventsListener:
     # loop ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        loops = self._core.loops
+        loops = self._deps.loops
         loops.register(self.name, self._idle_beat)
         log.info("worker started", extra={"worker": self.name})
         # A new term resumes where the last leader (maybe another replica) stopped.
@@ -123,7 +121,7 @@ class EventsListener:
                 try:
                     if not self._since_nano:
                         self._since_nano = await self._resume_point()
-                    await self._core.docker.ping()
+                    await self._deps.engine.ping()
                     await self.catch_up()
                     loops.beat(self.name)
                     backoff = BACKOFF_INITIAL_SECONDS
@@ -153,18 +151,14 @@ class EventsListener:
 
     async def _resume_point(self) -> int:
         floor = time.time_ns() - MAX_REPLAY_SECONDS * 1_000_000_000
-        stored = await self._core.redis.get(self._cursor_key)
-        try:
-            cursor = int(stored) if stored is not None else 0
-        except ValueError:
-            cursor = 0
+        cursor = await self._cursor.load()
         return max(cursor, floor) if cursor else time.time_ns()
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Handle events until `stop` (returns) or the stream breaks (raises)."""
-        events = self._core.docker.events(since=self._since_nano / 1e9)
+        events = self._deps.engine.events(since=self._since_nano / 1e9)
         stopping = asyncio.ensure_future(stop.wait())
-        pending: asyncio.Future[DockerEvent] | None = None
+        pending: asyncio.Future[EngineEvent] | None = None
         try:
             while True:
                 pending = asyncio.ensure_future(_next(events))
@@ -176,9 +170,9 @@ class EventsListener:
                     )
                     if stop.is_set():
                         return
-                    self._core.loops.beat(self.name)
+                    self._deps.loops.beat(self.name)
                 await self.handle(pending.result())
-                self._core.loops.beat(self.name)
+                self._deps.loops.beat(self.name)
         finally:
             stopping.cancel()
             if pending is not None and not pending.done():
@@ -191,7 +185,7 @@ class EventsListener:
 
     # events ----------------------------------------------------------------
 
-    async def handle(self, event: DockerEvent) -> None:
+    async def handle(self, event: EngineEvent) -> None:
         """Act on one event, then advance the cursor past it."""
         key = (event.container_id, event.action, event.time_nano)
         if key in self._recent:
@@ -205,45 +199,45 @@ class EventsListener:
             self._recent.popitem(last=False)
         if event.time_nano > self._since_nano:
             self._since_nano = event.time_nano
-            await self._core.redis.set(self._cursor_key, str(event.time_nano))
+            await self._cursor.save(event.time_nano)
 
-    async def _on_die(self, event: DockerEvent) -> None:
+    async def _on_die(self, event: EngineEvent) -> None:
         game_id = event.game_id
         if not game_id or event.exit_code == 0:
             return
-        record = await self._core.repos.get_record(game_id)
+        record = await self._deps.records.get_record(game_id)
         if _is_current(record, event.container_id):
             await self._report_death(game_id, event.container_id, event.exit_code, event)
-        elif await self._core.redis.exists(GAME_LEASE_PREFIX + game_id):
+        elif await self._deps.leases.is_held(game_id):
             # An operation is under way: a start whose engine died before the
             # record pointed at it. Decide once the operation has committed.
             self._spawn(self._recheck_after_operation(game_id, event))
 
-    def _on_oom(self, event: DockerEvent) -> None:
+    def _on_oom(self, event: EngineEvent) -> None:
         self._oom_pending.add(event.container_id)
         self._spawn(self._settle_oom(event))
 
-    async def _recheck_after_operation(self, game_id: str, event: DockerEvent) -> None:
-        deadline = time.monotonic() + self._core.settings.game_lease_ttl_seconds
-        while await self._core.redis.exists(GAME_LEASE_PREFIX + game_id):
+    async def _recheck_after_operation(self, game_id: str, event: EngineEvent) -> None:
+        deadline = time.monotonic() + self._deps.operation_wait
+        while await self._deps.leases.is_held(game_id):
             if time.monotonic() > deadline:
                 return
             await asyncio.sleep(LEASE_POLL_SECONDS)
-        if _is_current(await self._core.repos.get_record(game_id), event.container_id):
+        if _is_current(await self._deps.records.get_record(game_id), event.container_id):
             await self._report_death(game_id, event.container_id, event.exit_code, event)
 
-    async def _settle_oom(self, event: DockerEvent) -> None:
+    async def _settle_oom(self, event: EngineEvent) -> None:
         await asyncio.sleep(OOM_SETTLE_SECONDS)
         container_id, game_id = event.container_id, event.game_id
         if container_id not in self._oom_pending or not game_id:
             return  # its death was reported as container_oom meanwhile
         self._oom_pending.discard(container_id)
-        info = await self._core.docker.inspect(container_id)
+        info = await self._deps.engine.inspect(container_id)
         if info is None or not info.running:
             return  # the die (or the catch-up pass) reports it
-        if not _is_current(await self._core.repos.get_record(game_id), container_id):
+        if not _is_current(await self._deps.records.get_record(game_id), container_id):
             return
-        if await self._core.exits.is_expected(container_id):
+        if await self._deps.exits.is_expected(container_id):
             return
         await self._publish(
             SURVIVED_OOM,
@@ -276,13 +270,13 @@ class EventsListener:
         async def check(record: RuntimeRecord) -> None:
             nonlocal published
             container_id = record.current_container_id or ""
-            info = await self._core.docker.inspect(container_id)
+            info = await self._deps.engine.inspect(container_id)
             if info is None or info.running or not info.exit_code:
                 return
             if await self._report_death(record.game_id, container_id, info.exit_code, info):
                 published += 1
 
-        await for_each(await running_records(self._core), CATCH_UP_CONCURRENCY, check)
+        await for_each(await running_records(self._deps.records), CATCH_UP_CONCURRENCY, check)
         if published:
             log.info(
                 "missed engine deaths reported", extra={"worker": self.name, "count": published}
@@ -294,9 +288,9 @@ class EventsListener:
         game_id: str,
         container_id: str,
         exit_code: int | None,
-        seen: DockerEvent | ContainerInfo,
+        seen: EngineEvent | ContainerInfo,
     ) -> bool:
-        if await self._core.exits.is_expected(container_id):
+        if await self._deps.exits.is_expected(container_id):
             log.debug("exit caused by RTM", extra={"game_id": game_id, "worker": self.name})
             return False
         oom_pending = container_id in self._oom_pending
@@ -308,7 +302,7 @@ class EventsListener:
         if info is None and (
             exit_code is None or survived_oom or (exit_code == SIGKILL_EXIT and not oom_pending)
         ):
-            info = await self._core.docker.inspect(container_id)
+            info = await self._deps.engine.inspect(container_id)
         if exit_code is None:
             exit_code = info.exit_code if info else None
         if not exit_code:
@@ -316,7 +310,7 @@ class EventsListener:
         oom_killed = info is not None and info.oom_killed
         oom_death = oom_pending or (oom_killed and not survived_oom)
         self._oom_pending.discard(container_id)
-        if isinstance(seen, DockerEvent):
+        if isinstance(seen, EngineEvent):
             at_ms = seen.time_nano // 1_000_000
         else:
             at_ms = _finished_at_ms(seen)
@@ -340,7 +334,7 @@ class EventsListener:
         if not await self._claims.claim(what, container_id):
             return False
         try:
-            await self._core.health.report(
+            await self._deps.health.report(
                 game_id=game_id,
                 container_id=container_id,
                 event_type=event_type,
@@ -355,7 +349,7 @@ class EventsListener:
         return True
 
 
-async def _next(events: AsyncIterator[DockerEvent]) -> DockerEvent:
+async def _next(events: AsyncIterator[EngineEvent]) -> EngineEvent:
     try:
         return await events.__anext__()
     except StopAsyncIteration:

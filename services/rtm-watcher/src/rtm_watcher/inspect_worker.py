@@ -9,7 +9,7 @@ when the container turns unhealthy or not running (or changes from one such
 condition to another). The last-seen observation per container is kept in
 memory and mirrored to Redis (`ContainerMemory`), so a new leader reports an
 already-unhealthy container only if no leader did before it. Exits RTM is
-causing itself (marked in `core.exits`) are not reported.
+causing itself (marked in `ExpectedExits`) are not reported.
 
 A record whose container is gone is the reconciler's drift
 (`container_disappeared`); here it only updates the snapshot (`missing`).
@@ -22,14 +22,13 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rtm_core.bootstrap import Core
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import HealthEventType, HealthSource
-from rtm_core.health import SnapshotUpdate
-from rtm_core.loops import PeriodicLoop
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource
+from rtm_core.lifecycle.health import SnapshotUpdate
+from rtm_core.runtime.loops import PeriodicLoop
+from rtm_watcher.bootstrap import WatcherDeps
 from rtm_watcher.cycle import for_each, running_records
-from rtm_watcher.memory import ContainerMemory, watcher_key
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +74,11 @@ class Observation:
 class InspectWorker(PeriodicLoop):
     name = "inspect_worker"
 
-    def __init__(self, core: Core) -> None:
-        super().__init__(core.loops)
-        self.interval = core.settings.inspect_interval
-        self._core = core
-        self._memory = ContainerMemory(core.redis, watcher_key(core.settings.stack, "inspect"))
+    def __init__(self, deps: WatcherDeps) -> None:
+        super().__init__(deps.loops)
+        self.interval = deps.settings.inspect_interval
+        self._deps = deps
+        self._memory = deps.memory.inspect
         self._seen: dict[str, Observation] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -90,12 +89,12 @@ class InspectWorker(PeriodicLoop):
         if self._seen is None:
             loaded = await self._memory.load()
             self._seen = {cid: o for cid, raw in loaded.items() if (o := Observation.load(raw))}
-        records = await running_records(self._core)
+        records = await running_records(self._deps.records)
         updates: list[SnapshotUpdate] = []
         try:
             await for_each(records, INSPECT_CONCURRENCY, lambda r: self._observe(r, updates))
         finally:
-            await self._core.health.observe_many(updates)
+            await self._deps.health.observe_many(updates)
             await self._memory.keep_only(
                 self._seen, {r.current_container_id or "" for r in records}
             )
@@ -103,7 +102,7 @@ class InspectWorker(PeriodicLoop):
     async def _observe(self, record: RuntimeRecord, updates: list[SnapshotUpdate]) -> None:
         assert self._seen is not None and record.current_container_id is not None
         game_id, container_id = record.game_id, record.current_container_id
-        info = await self._core.docker.inspect(container_id)
+        info = await self._deps.engine.inspect(container_id)
         if info is None:
             updates.append(
                 SnapshotUpdate(game_id, container_id, HealthSource.INSPECT, "missing", {})
@@ -113,9 +112,9 @@ class InspectWorker(PeriodicLoop):
         previous = self._seen.get(container_id)
         details = asdict(now)
         if now.worth_reporting(previous) and not (
-            now.state != "running" and await self._core.exits.is_expected(container_id)
+            now.state != "running" and await self._deps.exits.is_expected(container_id)
         ):
-            await self._core.health.report(
+            await self._deps.health.report(
                 game_id=game_id,
                 container_id=container_id,
                 event_type=HealthEventType.INSPECT_UNHEALTHY,

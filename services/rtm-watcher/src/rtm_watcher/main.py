@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from rtm_core.bootstrap import boot
-from rtm_core.ops_http import ops_app
-from rtm_core.process import run_process
-from rtm_core.runner import run_service
+from rtm_core.runtime.bootstrap import CoreAdapters, boot
+from rtm_core.runtime.ops_http import ops_app
+from rtm_core.runtime.process import run_process
+from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
+from rtm_watcher.bootstrap import bootstrap
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.inspect_worker import InspectWorker
 from rtm_watcher.probe_worker import ProbeWorker
@@ -19,12 +20,13 @@ LEADER_ROLE = "watcher"
 
 
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
-    core = await boot(settings, PROCESS)
-    loops = (EventsListener(core), InspectWorker(core), ProbeWorker(core))
+    infra = await boot(settings, PROCESS)
+    deps = bootstrap(infra, CoreAdapters.over(infra))
+    loops = (EventsListener(deps), InspectWorker(deps), ProbeWorker(deps))
     await run_service(
-        core,
+        infra,
         stop,
-        app=ops_app(core),
+        app=ops_app(infra),
         addr=settings.ops_http_addr,
         workers=[loop.run for loop in loops],
         leader_role=LEADER_ROLE,

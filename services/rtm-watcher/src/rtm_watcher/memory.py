@@ -7,13 +7,19 @@ the previous leader already reported nor restarts a failure count at zero.
 
 Health events the listener may reach twice (replayed Docker events, the
 catch-up pass after a reconnect, a new leader) are claimed first with
-`SET NX`, so each one is published exactly once whoever reaches it.
+`SET NX`, so each one is published exactly once whoever reaches it. The
+listener's events cursor lives here too, so a new leader resumes the stream
+where the last one stopped.
+
+These are the watcher's own coordination keys; the loops reach them only
+through `WatcherMemory`, never through the Redis client.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -86,3 +92,41 @@ class Claims:
 
     async def claimed(self, what: str, container_id: str) -> bool:
         return bool(await self._redis.exists(self._key(what, container_id)))
+
+
+class EventsCursor:
+    """The Docker event time (ns) the listener handled last, for `since` on resubscribe."""
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self._redis = redis
+        self.key = key
+
+    async def load(self) -> int:
+        """0 when none is stored (or it is unreadable): the caller starts at "now"."""
+        stored = await self._redis.get(self.key)
+        try:
+            return int(stored) if stored is not None else 0
+        except ValueError:
+            return 0
+
+    async def save(self, time_nano: int) -> None:
+        await self._redis.set(self.key, str(time_nano))
+
+
+@dataclass(frozen=True)
+class WatcherMemory:
+    """All the watcher's coordination state of one stack, over one Redis client."""
+
+    cursor: EventsCursor
+    claims: Claims
+    inspect: ContainerMemory
+    probe: ContainerMemory
+
+    @classmethod
+    def over(cls, redis: Redis, stack: str) -> WatcherMemory:
+        return cls(
+            cursor=EventsCursor(redis, watcher_key(stack, "events_since")),
+            claims=Claims(redis, stack),
+            inspect=ContainerMemory(redis, watcher_key(stack, "inspect")),
+            probe=ContainerMemory(redis, watcher_key(stack, "probe")),
+        )

@@ -22,7 +22,7 @@ engine holds one slot for at most the timeout and never delays the others.
 - Failure counts live in memory and in Redis while non-zero
   (`ContainerMemory`), so a new leader continues a count rather than
   announcing the same failure again.
-- A container RTM is stopping (marked in `core.exits`) is not counted.
+- A container RTM is stopping (marked in `ExpectedExits`) is not counted.
 """
 
 from __future__ import annotations
@@ -35,15 +35,14 @@ from typing import Any
 
 import httpx
 
-from rtm_core.bootstrap import Core
-from rtm_core.domain import ENGINE_PORT, HealthEventType, HealthSource
-from rtm_core.health import SnapshotUpdate
-from rtm_core.loops import PeriodicLoop
-from rtm_core.publishers import now_ms
-from rtm_core.schema import RuntimeRecord
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import ENGINE_PORT, HealthEventType, HealthSource
+from rtm_core.domain.wire import now_ms
+from rtm_core.lifecycle.health import SnapshotUpdate
+from rtm_core.runtime.loops import PeriodicLoop
 from rtm_core.settings import ProbeAddressMode
+from rtm_watcher.bootstrap import WatcherDeps
 from rtm_watcher.cycle import for_each, running_records
-from rtm_watcher.memory import ContainerMemory, watcher_key
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +80,16 @@ class NoAddress(Exception):
 class ProbeWorker(PeriodicLoop):
     name = "probe_worker"
 
-    def __init__(self, core: Core) -> None:
-        super().__init__(core.loops)
-        s = core.settings
+    def __init__(self, deps: WatcherDeps) -> None:
+        super().__init__(deps.loops)
+        s = deps.settings
         self.interval = s.probe_interval
-        self._core = core
+        self._deps = deps
         self._timeout = s.probe_timeout
         self._threshold = s.probe_failures_threshold
         self._concurrency = s.probe_concurrency
         self._mode = s.probe_address_mode
-        self._memory = ContainerMemory(core.redis, watcher_key(s.stack, "probe"))
+        self._memory = deps.memory.probe
         self._states: dict[str, ProbeState] | None = None
         self._ips: dict[str, str] = {}
         self._client: httpx.AsyncClient | None = None
@@ -118,7 +117,7 @@ class ProbeWorker(PeriodicLoop):
         if self._states is None:
             loaded = await self._memory.load()
             self._states = {cid: ProbeState.load(raw) for cid, raw in loaded.items()}
-        records = await running_records(self._core)
+        records = await running_records(self._deps.records)
         updates: list[SnapshotUpdate] = []
 
         async def probe(record: RuntimeRecord) -> None:
@@ -128,7 +127,7 @@ class ProbeWorker(PeriodicLoop):
         try:
             await for_each(records, self._concurrency, probe)
         finally:
-            await self._core.health.observe_many(updates)
+            await self._deps.health.observe_many(updates)
             live = {r.current_container_id or "" for r in records}
             await self._memory.keep_only(self._states, live)
             self._ips = {cid: ip for cid, ip in self._ips.items() if cid in live}
@@ -148,11 +147,11 @@ class ProbeWorker(PeriodicLoop):
         container_id = record.current_container_id or ""
         ip = self._ips.get(container_id)
         if ip is None:
-            info = await self._core.docker.inspect(container_id)
+            info = await self._deps.engine.inspect(container_id)
             if info is None or not info.running:
                 raise NoAddress("container is not running")
             if not info.ip_address:
-                raise NoAddress(f"container has no address on {self._core.settings.docker_network}")
+                raise NoAddress(f"container has no address on {self._deps.settings.docker_network}")
             ip = self._ips[container_id] = info.ip_address
         return f"http://{ip}:{ENGINE_PORT}{HEALTH_PATH}"
 
@@ -178,7 +177,7 @@ class ProbeWorker(PeriodicLoop):
         ok = not error
         if not ok:
             self._ips.pop(record.current_container_id or "", None)
-        self._core.metrics.probe_latency.record(latency, {"outcome": "ok" if ok else "failed"})
+        self._deps.metrics.probe_latency.record(latency, {"outcome": "ok" if ok else "failed"})
         return ProbeResult(ok=ok, status=status, error=error, latency=latency, at_ms=now_ms())
 
     async def _settle(
@@ -199,7 +198,7 @@ class ProbeWorker(PeriodicLoop):
             if self._states.pop(container_id, None) is not None:
                 await self._memory.forget([container_id])
             return
-        if await self._core.exits.is_expected(container_id):
+        if await self._deps.exits.is_expected(container_id):
             return  # RTM is stopping it: not a failure of the engine
         state.failures += 1
         failure = {
@@ -222,7 +221,7 @@ class ProbeWorker(PeriodicLoop):
     async def _report(
         self, record: RuntimeRecord, event_type: HealthEventType, details: dict[str, Any]
     ) -> None:
-        await self._core.health.report(
+        await self._deps.health.report(
             game_id=record.game_id,
             container_id=record.current_container_id or "",
             event_type=event_type,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rtm_core.docker import ContainerInfo
-from rtm_core.domain import OpSource
+from rtm_core.domain.engine import ContainerInfo
+from rtm_core.domain.vocabulary import OpSource
 from rtm_core.lifecycle import reconcile
 from rtm_core.lifecycle.cleanup import cleanup
 from rtm_core.lifecycle.deps import LifecycleDeps
@@ -27,14 +27,28 @@ class Lifecycle:
         self.deps = deps
 
     async def start(
-        self, game_id: str, image_ref: str, source: OpSource, *, lease_wait: float = 0.0
+        self,
+        game_id: str,
+        image_ref: str,
+        source: OpSource,
+        *,
+        lease_wait: float = 0.0,
+        job_id: str | None = None,
     ) -> OperationResult:
-        return await start(self.deps, game_id, image_ref, source, lease_wait=lease_wait)
+        return await start(
+            self.deps, game_id, image_ref, source, lease_wait=lease_wait, job_id=job_id
+        )
 
     async def stop(
-        self, game_id: str, reason: str, source: OpSource, *, lease_wait: float = 0.0
+        self,
+        game_id: str,
+        reason: str,
+        source: OpSource,
+        *,
+        lease_wait: float = 0.0,
+        job_id: str | None = None,
     ) -> OperationResult:
-        return await stop(self.deps, game_id, reason, source, lease_wait=lease_wait)
+        return await stop(self.deps, game_id, reason, source, lease_wait=lease_wait, job_id=job_id)
 
     async def restart(
         self, game_id: str, source: OpSource, *, lease_wait: float = 0.0

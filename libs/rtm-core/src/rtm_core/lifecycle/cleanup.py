@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, require_game_id
-from rtm_core.errors import Conflict, NotFound
+from rtm_core.domain.errors import Conflict, NotFound
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, require_game_id
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import retire
-from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry
+from rtm_core.lifecycle.operation import Operation, OperationResult, run_operation
 
 
 async def cleanup(
@@ -23,7 +22,8 @@ async def cleanup(
     """`stopped_before` (retention cleanup) re-checks age under the lease."""
     require_game_id(game_id)
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
+        entry = op.entry
         record = await deps.repos.get_record(game_id)
         if record is None:
             raise NotFound(f"no runtime for game {game_id}")
@@ -42,7 +42,7 @@ async def cleanup(
         if record.status == RuntimeStatus.REMOVED:
             return OperationResult(record=record, replay=True)
         if record.current_container_id:
-            await retire(deps, record.current_container_id)
+            await retire(deps, op.lease, record.current_container_id)
         record.status = RuntimeStatus.REMOVED.value
         record.removed_at = now
         return OperationResult(record=record)

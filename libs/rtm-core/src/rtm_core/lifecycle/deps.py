@@ -1,4 +1,5 @@
-"""Everything a lifecycle operation talks to, passed in rather than imported."""
+"""Everything a lifecycle operation talks to, passed in rather than imported:
+ports only, so the same rules run on the real adapters and on the unit tier's fakes."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rtm_core.docker import DockerEngine
-from rtm_core.exits import ExpectedExits
-from rtm_core.health import HealthReporter
-from rtm_core.lease import GameLeases
-from rtm_core.lobby import LobbyDiagnostics
-from rtm_core.publishers import Publishers
-from rtm_core.repositories import Repositories
+from rtm_core.lifecycle.health import HealthReporter
+from rtm_core.observability import Metrics
+from rtm_core.ports import (
+    EngineRuntime,
+    EventPublisher,
+    ExpectedExits,
+    GameLeases,
+    LobbyDiagnostics,
+    Repositories,
+)
 from rtm_core.settings import Settings
-from rtm_core.telemetry import Metrics
 
 
 def utcnow() -> datetime:
@@ -25,9 +28,9 @@ def utcnow() -> datetime:
 class LifecycleDeps:
     settings: Settings
     repos: Repositories
-    docker: DockerEngine
+    docker: EngineRuntime
     leases: GameLeases
-    publishers: Publishers
+    publishers: EventPublisher
     health: HealthReporter
     lobby: LobbyDiagnostics
     exits: ExpectedExits

@@ -7,13 +7,14 @@ import asyncio
 import os
 from pathlib import Path
 
-from rtm_core.docker import ContainerInfo, ContainerNameInUse, engine_spec
-from rtm_core.domain import HealthEventType, HealthSource, RuntimeStatus
-from rtm_core.domain import engine_endpoint as endpoint_of
-from rtm_core.errors import ContainerStartFailed, StartConfigInvalid
+from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, engine_spec
+from rtm_core.domain.errors import ContainerStartFailed, StartConfigInvalid
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import HealthEventType, HealthSource, RuntimeStatus
+from rtm_core.domain.vocabulary import engine_endpoint as endpoint_of
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.operation import AfterCommit
-from rtm_core.schema import RuntimeRecord
+from rtm_core.ports import LeaseGrant
 
 
 def state_path(deps: LifecycleDeps, game_id: str) -> Path:
@@ -43,8 +44,14 @@ async def ensure_state_dir(deps: LifecycleDeps, game_id: str) -> Path:
     return path
 
 
-async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> ContainerInfo:
-    """State dir → image per policy → create + start (replacing a leftover of ours)."""
+async def launch(
+    deps: LifecycleDeps, lease: LeaseGrant, game_id: str, image_ref: str
+) -> ContainerInfo:
+    """State dir → image per policy → create + start (replacing a leftover of ours).
+
+    The lease is confirmed before each change to the daemon: a holder that
+    lost it (paused past its TTL) stops before touching Docker again.
+    """
     s = deps.settings
     path = await ensure_state_dir(deps, game_id)
     labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
@@ -52,6 +59,7 @@ async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> Container
         spec = engine_spec(s, game_id, image_ref, str(path), labels)
     except ValueError as exc:
         raise StartConfigInvalid(f"image {image_ref} resource labels: {exc}") from exc
+    await lease.ensure_held()
     try:
         return await deps.docker.create_and_start(spec)
     except ContainerNameInUse:
@@ -63,12 +71,16 @@ async def launch(deps: LifecycleDeps, game_id: str, image_ref: str) -> Container
         if not leftovers:
             raise
         for leftover in leftovers:
-            await retire(deps, leftover.id)
+            await retire(deps, lease, leftover.id)
+        await lease.ensure_held()
         return await deps.docker.create_and_start(spec)
 
 
-async def retire(deps: LifecycleDeps, container_id: str, *, remove: bool = True) -> None:
+async def retire(
+    deps: LifecycleDeps, lease: LeaseGrant, container_id: str, *, remove: bool = True
+) -> None:
     """Stop (and remove) a container RTM means to end, announcing the exit first."""
+    await lease.ensure_held()
     await deps.exits.mark(container_id)
     await deps.docker.stop(container_id, deps.settings.container_stop_timeout_seconds)
     if remove:

@@ -1,9 +1,12 @@
 """The frame every lifecycle operation runs in.
 
-Validate outside, then: lease → body → record and operation-log row in one
-transaction → after-commit effects (health events). Failures append their
-row too, so every operation leaves exactly one row. Logs carry game_id and
-op_kind; one span covers the whole operation.
+Validate outside, then: lease (with its fencing number) → a stream job
+older than the last one applied is answered from the current state
+(superseded) → body → record, fence and operation-log row in one
+transaction, refused when a newer lease wrote the game meanwhile →
+after-commit effects (health events). Failures append their row too, so
+every operation leaves exactly one row. Logs carry game_id and op_kind; one
+span covers the whole operation.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from rtm_core.domain import OpKind, OpSource, Outcome
-from rtm_core.errors import REPLAY_NO_OP, OperationInProgress, RtmError
+from rtm_core.domain.errors import REPLAY_NO_OP, InternalError, OperationInProgress, RtmError
+from rtm_core.domain.ordering import GameFence, is_superseded
+from rtm_core.domain.records import OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource, Outcome
 from rtm_core.lifecycle.deps import LifecycleDeps
-from rtm_core.logs import operation_context
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
-from rtm_core.telemetry import tracer
+from rtm_core.observability import operation_context, tracer
+from rtm_core.ports import LeaseGrant
 
 log = logging.getLogger("rtm_core.lifecycle")
 
@@ -39,20 +43,34 @@ class OperationResult:
     record: RuntimeRecord | None
     replay: bool = False
     after_commit: list[AfterCommit] = field(default_factory=list)
+    #: False: append the row but leave the record as it is (a superseded job).
+    write_record: bool = True
 
     @property
     def error_code(self) -> str:
         return REPLAY_NO_OP if self.replay else ""
 
 
-class InternalError(RtmError):
-    """Anything unexpected, recorded with a code rather than lost."""
+@dataclass
+class Operation:
+    """What a body works with: the row it fills in and the lease it holds."""
 
-    code = "internal_error"
-    http_status = 500
+    entry: OperationLogEntry
+    lease: LeaseGrant
 
 
-Body = Callable[[OperationLogEntry], Awaitable[OperationResult]]
+Body = Callable[[Operation], Awaitable[OperationResult]]
+#: Answers a superseded job from the game's current record (None: no record).
+Superseded = Callable[[OperationLogEntry, RuntimeRecord | None, str], Awaitable[OperationResult]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A stream job's place in its game's order: its entry id, and how it is
+    answered when a newer job was applied before it got here."""
+
+    entry_id: str
+    superseded: Superseded
 
 
 async def run_operation(
@@ -65,11 +83,14 @@ async def run_operation(
     lease_wait: float = 0.0,
     image_ref: str | None = None,
     record_conflicts: bool = True,
+    job: Job | None = None,
 ) -> OperationResult:
     """Run `body` under the game's lease and leave exactly one operation-log row.
 
     `record_conflicts=False` lets a background pass skip a game that is busy
-    without logging a failed operation: a busy game is not a drift.
+    without logging a failed operation: a busy game is not a drift. `job`
+    orders a stream job against the game's last applied one; a command
+    without it (REST) is ordered by the time it took the lease.
     """
     entry = OperationLogEntry(
         game_id=game_id,
@@ -89,13 +110,27 @@ async def run_operation(
         ) as span,
     ):
         try:
-            async with deps.leases.hold(game_id, wait=lease_wait):
-                result = await body(entry)
+            async with deps.leases.hold(game_id, wait=lease_wait) as lease:
+                stored = await deps.repos.get_fence(game_id)
+                if stored is not None:
+                    await lease.advance_past(stored.fence)
+                newer = _newer_job(job, stored)
+                if job is not None and newer is not None:
+                    record = await deps.repos.get_record(game_id)
+                    result = await job.superseded(entry, record, newer)
+                else:
+                    result = await body(Operation(entry, lease))
                 if result.record is None:
                     return result
                 entry.finished_at = deps.clock()
                 entry.error_code = result.error_code or None
-                await deps.repos.commit_operation(entry, result.record)
+                if result.write_record:
+                    job_id = job.entry_id if job else lease.order_id if source.is_command else None
+                    await deps.repos.commit_operation(
+                        entry, result.record, fence=lease.fence, job_id=job_id
+                    )
+                else:
+                    await deps.repos.append_operation(entry)
         except OperationInProgress as exc:
             if record_conflicts:
                 await _record_failure(deps, entry, source, began, span, exc)
@@ -113,6 +148,13 @@ async def run_operation(
             except Exception:
                 log.exception("after-commit effect failed", extra={"op_kind": kind.value})
         return result
+
+
+def _newer_job(job: Job | None, stored: GameFence | None) -> str | None:
+    """The id of the newer job that supersedes `job`, if one was applied."""
+    if job is None or stored is None or not is_superseded(job.entry_id, stored.last_job_id):
+        return None
+    return stored.last_job_id
 
 
 async def _record_failure(

@@ -6,8 +6,9 @@ start or stop that raced the pass wins and the pass writes nothing.
 
 from __future__ import annotations
 
-from rtm_core.docker import ContainerInfo, parse_docker_time
-from rtm_core.domain import (
+from rtm_core.domain.engine import ContainerInfo, parse_docker_time
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import (
     HealthEventType,
     HealthSource,
     OpKind,
@@ -19,14 +20,14 @@ from rtm_core.domain import (
 )
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import state_path
-from rtm_core.lifecycle.operation import Body, OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
+from rtm_core.lifecycle.operation import Body, Operation, OperationResult, run_operation
 
 
 async def dispose(deps: LifecycleDeps, game_id: str) -> bool:
     """`running` record whose container is gone → `removed`, `container_disappeared`."""
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
+        entry = op.entry
         record = await deps.repos.get_record(game_id)
         if record is None or record.status != RuntimeStatus.RUNNING:
             return OperationResult(record=None)
@@ -57,7 +58,8 @@ async def dispose(deps: LifecycleDeps, game_id: str) -> bool:
 async def observed_exited(deps: LifecycleDeps, game_id: str) -> bool:
     """`running` record whose container exited → `stopped`."""
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
+        entry = op.entry
         record = await deps.repos.get_record(game_id)
         if record is None or record.status != RuntimeStatus.RUNNING:
             return OperationResult(record=None)
@@ -85,7 +87,8 @@ async def adopt(deps: LifecycleDeps, container: ContainerInfo) -> bool:
         return False
     game_id = require_game_id(container.game_id)
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
+        entry = op.entry
         record = await deps.repos.get_record(game_id)
         if record is not None and record.status != RuntimeStatus.REMOVED:
             return OperationResult(record=None)

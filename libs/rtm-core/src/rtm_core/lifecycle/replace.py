@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, require_game_id
-from rtm_core.errors import Conflict, NotFound
-from rtm_core.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.domain.errors import Conflict, NotFound
+from rtm_core.domain.imageref import check_patch, parse_image_ref, validate_image_ref
+from rtm_core.domain.records import RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, require_game_id
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import announce_started, launch, retire, running_record
-from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.schema import OperationLogEntry, RuntimeRecord
+from rtm_core.lifecycle.operation import Operation, OperationResult, run_operation
 
 
 async def _replaceable(deps: LifecycleDeps, game_id: str) -> RuntimeRecord:
@@ -21,13 +21,14 @@ async def _replaceable(deps: LifecycleDeps, game_id: str) -> RuntimeRecord:
 
 
 async def _replace(
-    deps: LifecycleDeps, entry: OperationLogEntry, record: RuntimeRecord, image_ref: str
+    deps: LifecycleDeps, op: Operation, record: RuntimeRecord, image_ref: str
 ) -> OperationResult:
+    entry = op.entry
     entry.previous_image_ref = record.current_image_ref
     entry.image_ref = image_ref
     if record.current_container_id:
-        await retire(deps, record.current_container_id)
-    info = await launch(deps, record.game_id, image_ref)
+        await retire(deps, op.lease, record.current_container_id)
+    info = await launch(deps, op.lease, record.game_id, image_ref)
     entry.container_id = info.id
     new = running_record(deps, record.game_id, info, image_ref, record)
     return OperationResult(
@@ -40,10 +41,10 @@ async def restart(
 ) -> OperationResult:
     require_game_id(game_id)
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
         record = await _replaceable(deps, game_id)
         assert record.current_image_ref is not None
-        return await _replace(deps, entry, record, record.current_image_ref)
+        return await _replace(deps, op, record, record.current_image_ref)
 
     return await run_operation(
         deps, game_id=game_id, kind=OpKind.RESTART, source=source, body=body, lease_wait=lease_wait
@@ -60,14 +61,14 @@ async def patch(
 ) -> OperationResult:
     require_game_id(game_id)
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def body(op: Operation) -> OperationResult:
         target = validate_image_ref(image_ref, deps.settings.image_allowed_prefixes)
         record = await _replaceable(deps, game_id)
         assert record.current_image_ref is not None
-        entry.previous_image_ref = record.current_image_ref
+        op.entry.previous_image_ref = record.current_image_ref
         # Rules before touching anything: a refused patch leaves the engine as it was.
         check_patch(parse_image_ref(record.current_image_ref), target)
-        return await _replace(deps, entry, record, image_ref)
+        return await _replace(deps, op, record, image_ref)
 
     return await run_operation(
         deps,

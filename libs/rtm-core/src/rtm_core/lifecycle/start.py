@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import contextlib
 
-from rtm_core.domain import OpKind, OpSource, RuntimeStatus, is_valid_game_id
-from rtm_core.errors import (
+from rtm_core.domain.errors import (
     Conflict,
     ContainerStartFailed,
     ImagePullFailed,
     RtmError,
     StartConfigInvalid,
 )
-from rtm_core.imageref import validate_image_ref
+from rtm_core.domain.imageref import validate_image_ref
+from rtm_core.domain.records import OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, is_valid_game_id
+from rtm_core.domain.wire import NotificationIntent, now_ms
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import announce_started, is_alive, launch, running_record
-from rtm_core.lifecycle.operation import OperationResult, run_operation
-from rtm_core.publishers import NotificationIntent, now_ms
-from rtm_core.schema import OperationLogEntry
+from rtm_core.lifecycle.operation import Job, Operation, OperationResult, run_operation
 
 #: The three first-touch failures that page an admin.
 _NOTIFY = (ImagePullFailed, ContainerStartFailed, StartConfigInvalid)
@@ -30,13 +30,33 @@ async def start(
     source: OpSource,
     *,
     lease_wait: float = 0.0,
+    job_id: str | None = None,
 ) -> OperationResult:
+    """`job_id`: the stream entry id of a Lobby start job (orders it, see `Job`)."""
     if not is_valid_game_id(game_id):
         # Nothing is written for a game_id that cannot name a container or a path.
         raise StartConfigInvalid("game_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     attempted_at_ms = now_ms()
 
-    async def body(entry: OperationLogEntry) -> OperationResult:
+    async def superseded(
+        entry: OperationLogEntry, record: RuntimeRecord | None, newer: str
+    ) -> OperationResult:
+        """A start older than the game's last applied job: done already, or refused."""
+        validate_image_ref(image_ref, deps.settings.image_allowed_prefixes)
+        if record is not None:
+            entry.container_id = record.current_container_id
+            entry.previous_image_ref = record.current_image_ref
+        if (
+            record is not None
+            and record.status == RuntimeStatus.RUNNING
+            and record.current_image_ref == image_ref
+        ):
+            return OperationResult(record=record, replay=True, write_record=False)
+        status = record.status if record is not None else "unknown"
+        raise Conflict(f"start superseded by newer job {newer}: game {game_id} is {status}")
+
+    async def body(op: Operation) -> OperationResult:
+        entry = op.entry
         validate_image_ref(image_ref, deps.settings.image_allowed_prefixes)
         record = await deps.repos.get_record(game_id)
         if record is not None and record.status == RuntimeStatus.RUNNING:
@@ -50,7 +70,7 @@ async def start(
                 record.last_op_at = deps.clock()
                 return OperationResult(record=record, replay=True)
         deps.lobby.look_up(game_id)
-        info = await launch(deps, game_id, image_ref)
+        info = await launch(deps, op.lease, game_id, image_ref)
         entry.container_id = info.id
         new = running_record(deps, game_id, info, image_ref, record)
         return OperationResult(
@@ -66,6 +86,7 @@ async def start(
             body=body,
             lease_wait=lease_wait,
             image_ref=image_ref,
+            job=None if job_id is None else Job(job_id, superseded),
         )
     except _NOTIFY as error:
         await _notify(deps, game_id, image_ref, error, attempted_at_ms)

@@ -1,0 +1,233 @@
+"""PostgreSQL repositories over the three tables, speaking domain records.
+
+A lifecycle operation writes its record and its operation-log row in one
+transaction (`commit_operation`), so the log never claims a change the
+record does not show, nor the reverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from rtm_core.adapters.postgres.tables import (
+    GameFenceRow,
+    HealthSnapshotRow,
+    OperationLogRow,
+    RuntimeRecordRow,
+)
+from rtm_core.domain.errors import FencedOut
+from rtm_core.domain.ordering import GameFence
+from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.vocabulary import RuntimeStatus
+from rtm_core.observability import tracer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def traced(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A child span per repository call, so a trace shows its PostgreSQL time."""
+    name = f"postgres.{method.__name__}"
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with tracer.start_as_current_span(name, attributes={"db.system": "postgresql"}):
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+#: Rows per INSERT: 6 parameters each, well under PostgreSQL's 32767.
+_SNAPSHOT_BATCH = 1000
+_SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at", "details")
+_RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
+_RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
+_SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
+_FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
+
+
+def _record(row: RuntimeRecordRow) -> RuntimeRecord:
+    return RuntimeRecord(**{c: getattr(row, c) for c in _RECORD_COLUMNS})
+
+
+def _entry(row: OperationLogRow) -> OperationLogEntry:
+    return OperationLogEntry(**{f.name: getattr(row, f.name) for f in _ENTRY_FIELDS})
+
+
+def _snapshot(row: HealthSnapshotRow) -> HealthSnapshot:
+    return HealthSnapshot(**{c: getattr(row, c) for c in _SNAPSHOT_COLUMNS})
+
+
+_ENTRY_FIELDS = dataclasses.fields(OperationLogEntry)
+
+
+class Repositories:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Single-statement reads need no BEGIN/ROLLBACK around them.
+        self._reads = async_sessionmaker(
+            engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
+
+    def session(self) -> AsyncSession:
+        return self._sessions()
+
+    # runtime_records -------------------------------------------------------
+
+    @traced
+    async def get_record(self, game_id: str) -> RuntimeRecord | None:
+        async with self._reads() as s:
+            row = await s.get(RuntimeRecordRow, game_id)
+        return None if row is None else _record(row)
+
+    @traced
+    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]:
+        query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
+        if status is not None:
+            query = query.where(col(RuntimeRecordRow.status) == status)
+        return await self._records(query)
+
+    @traced
+    async def live_records(self) -> list[RuntimeRecord]:
+        """Every record that still claims a container (`running` or `stopped`)."""
+        query = (
+            select(RuntimeRecordRow)
+            .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
+            .order_by(col(RuntimeRecordRow.game_id))
+        )
+        return await self._records(query)
+
+    @traced
+    async def stopped_before(self, cutoff: datetime) -> list[RuntimeRecord]:
+        """`stopped` records whose `stopped_at` is older than `cutoff` (retention cleanup)."""
+        query = (
+            select(RuntimeRecordRow)
+            .where(
+                col(RuntimeRecordRow.status) == RuntimeStatus.STOPPED.value,
+                col(RuntimeRecordRow.stopped_at) < cutoff,
+            )
+            .order_by(col(RuntimeRecordRow.stopped_at))
+        )
+        return await self._records(query)
+
+    async def _records(self, query: Any) -> list[RuntimeRecord]:
+        async with self._reads() as s:
+            return [_record(row) for row in (await s.execute(query)).scalars().all()]
+
+    async def count_by_status(self) -> dict[str, int]:
+        status = col(RuntimeRecordRow.status)
+        query = select(status, func.count()).group_by(status)
+        async with self._reads() as s:
+            return {status: n for status, n in (await s.execute(query)).all()}
+
+    @traced
+    async def save_record(self, record: RuntimeRecord) -> None:
+        async with self._sessions() as s, s.begin():
+            await _upsert_record(s, record)
+
+    @traced
+    async def get_fence(self, game_id: str) -> GameFence | None:
+        async with self._reads() as s:
+            row = await s.get(GameFenceRow, game_id)
+        return None if row is None else GameFence(row.fence, row.last_job_id)
+
+    @traced
+    async def commit_operation(
+        self,
+        entry: OperationLogEntry,
+        record: RuntimeRecord | None = None,
+        *,
+        fence: int | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        async with self._sessions() as s, s.begin():
+            if fence is not None:
+                await _claim_fence(s, entry.game_id, fence, job_id)
+            if record is not None:
+                await _upsert_record(s, record)
+            row = OperationLogRow(**dataclasses.asdict(entry))
+            s.add(row)
+            await s.flush()
+            entry.id = row.id
+
+    # operation_log ---------------------------------------------------------
+
+    @traced
+    async def append_operation(self, entry: OperationLogEntry) -> None:
+        await self.commit_operation(entry)
+
+    @traced
+    async def operations(self, game_id: str, limit: int = 50) -> list[OperationLogEntry]:
+        query = (
+            select(OperationLogRow)
+            .where(col(OperationLogRow.game_id) == game_id)
+            .order_by(col(OperationLogRow.started_at).desc(), col(OperationLogRow.id).desc())
+            .limit(limit)
+        )
+        async with self._reads() as s:
+            return [_entry(row) for row in (await s.execute(query)).scalars().all()]
+
+    # health_snapshots ------------------------------------------------------
+
+    @traced
+    async def upsert_snapshots(self, snapshots: Sequence[HealthSnapshot]) -> None:
+        """Many games' latest snapshots in one transaction, as a watcher cycle
+        produces them; for a game given twice the later one wins."""
+        latest = list(
+            {s.game_id: {c: getattr(s, c) for c in _SNAPSHOT_COLUMNS} for s in snapshots}.values()
+        )
+        if not latest:
+            return
+        async with self._sessions() as s, s.begin():
+            for at in range(0, len(latest), _SNAPSHOT_BATCH):
+                stmt = insert(_SNAPSHOT_TABLE).values(latest[at : at + _SNAPSHOT_BATCH])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={k: stmt.excluded[k] for k in _SNAPSHOT_COLUMNS if k != "game_id"},
+                )
+                await s.execute(stmt)
+
+    @traced
+    async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
+        async with self._reads() as s:
+            row = await s.get(HealthSnapshotRow, game_id)
+        return None if row is None else _snapshot(row)
+
+
+async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
+    values = {c: getattr(record, c) for c in _RECORD_COLUMNS if c != "created_at"}
+    insert_stmt = insert(_RECORD_TABLE).values(**values)
+    stmt = insert_stmt.on_conflict_do_update(
+        index_elements=["game_id"],
+        set_={k: insert_stmt.excluded[k] for k in values if k != "game_id"},
+    ).returning(col(RuntimeRecordRow.created_at))
+    record.created_at = (await session.execute(stmt)).scalar_one()
+
+
+async def _claim_fence(session: AsyncSession, game_id: str, fence: int, job_id: str | None) -> None:
+    """Write the game's fence (and last job) unless a newer fence is stored: one
+    statement that refuses a stale writer and row-locks the game until commit,
+    so the record written after it in this transaction is fenced too."""
+    values = insert(_FENCE_TABLE).values(game_id=game_id, fence=fence, last_job_id=job_id)
+    stmt = values.on_conflict_do_update(
+        index_elements=["game_id"],
+        set_={
+            "fence": values.excluded.fence,
+            "last_job_id": func.coalesce(values.excluded.last_job_id, _FENCE_TABLE.c.last_job_id),
+            "updated_at": func.now(),
+        },
+        where=_FENCE_TABLE.c.fence <= values.excluded.fence,
+    ).returning(_FENCE_TABLE.c.fence)
+    if (await session.execute(stmt)).scalar_one_or_none() is None:
+        raise FencedOut(f"game {game_id} was written under a newer lease than fence {fence}")

@@ -1,0 +1,95 @@
+"""The `rtmanager` schema (SPEC §5) as SQLModel tables, mapped to the domain
+records by the repositories. Alembic's autogenerate reads `metadata`.
+
+Timestamps are `timestamptz`; the REST shape renders them as RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, MetaData, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+SCHEMA = "rtmanager"
+
+metadata = MetaData(schema=SCHEMA)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
+
+
+class RuntimeRecordRow(SQLModel, table=True):
+    __tablename__ = "runtime_records"
+    metadata = metadata
+    __table_args__ = (Index("runtime_records_status_idx", "status"),)
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    current_container_id: str | None = Field(default=None, sa_column=Column(Text))
+    current_image_ref: str | None = Field(default=None, sa_column=Column(Text))
+    engine_endpoint: str | None = Field(default=None, sa_column=Column(Text))
+    state_path: str | None = Field(default=None, sa_column=Column(Text))
+    docker_network: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime | None = _ts()
+    stopped_at: datetime | None = _ts()
+    removed_at: datetime | None = _ts()
+    last_op_at: datetime | None = _ts()
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+class OperationLogRow(SQLModel, table=True):
+    __tablename__ = "operation_log"
+    metadata = metadata
+    __table_args__ = (Index("operation_log_game_started_idx", "game_id", "started_at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, Identity(always=False), primary_key=True)
+    )
+    game_id: str = Field(sa_column=Column(Text, nullable=False))
+    op_kind: str = Field(sa_column=Column(Text, nullable=False))
+    op_source: str = Field(sa_column=Column(Text, nullable=False))
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
+    error_code: str | None = Field(default=None, sa_column=Column(Text))
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    image_ref: str | None = Field(default=None, sa_column=Column(Text))
+    previous_image_ref: str | None = Field(default=None, sa_column=Column(Text))
+    container_id: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class HealthSnapshotRow(SQLModel, table=True):
+    __tablename__ = "health_snapshots"
+    metadata = metadata
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    container_id: str | None = Field(default=None, sa_column=Column(Text))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    observed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=Column(JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    )
+
+
+class GameFenceRow(SQLModel, table=True):
+    """Coordination beside the record (migration 0002): see `domain.ordering`."""
+
+    __tablename__ = "game_fences"
+    metadata = metadata
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    fence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_job_id: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )

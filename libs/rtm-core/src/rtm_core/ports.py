@@ -1,0 +1,162 @@
+"""The ports: what the lifecycle and the services need from the outside world.
+
+Each is a `typing.Protocol` with a real adapter in `rtm_core.adapters` and an
+in-memory fake in `tests/unit/fakes.py`:
+
+    port               adapter                                     talks to
+    ----------------   -----------------------------------------   ----------
+    EngineRuntime      adapters.docker_engine.DockerEngine         Docker daemon
+    Repositories       adapters.postgres.repositories.Repositories PostgreSQL
+    GameLeases         adapters.redis.leases.GameLeases            Redis
+    ExpectedExits      adapters.redis.exits.ExpectedExits          Redis
+    EventPublisher     adapters.redis.publishers.Publishers        Redis streams
+    LobbyDiagnostics   adapters.lobby.LobbyDiagnostics             Lobby (HTTP)
+    Clock              a function returning an aware UTC datetime
+
+Errors cross a port as `rtm_core.domain.errors.RtmError` subclasses only: an
+adapter turns its client's exceptions into the SPEC's codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from rtm_core.domain.engine import ContainerInfo, EngineEvent, EngineSpec
+from rtm_core.domain.ordering import GameFence
+from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.wire import HealthEvent, NotificationIntent
+from rtm_core.settings import PullPolicy
+
+Clock = Callable[[], datetime]
+
+
+class EngineRuntime(Protocol):
+    """Runs engine containers, and only ever sees those of its own owner and stack."""
+
+    async def ping(self) -> None:
+        """Raises DockerUnavailable when the runtime does not answer."""
+
+    async def network_exists(self, name: str | None = None) -> bool: ...
+
+    async def ensure_image(self, image_ref: str, policy: PullPolicy) -> dict[str, str]:
+        """Make the image present per policy; returns its labels (ImagePullFailed)."""
+
+    async def create_and_start(self, spec: EngineSpec) -> ContainerInfo:
+        """ContainerNameInUse when the name is taken, ContainerStartFailed otherwise."""
+
+    async def inspect(self, ref: str) -> ContainerInfo | None:
+        """None when the container does not exist."""
+
+    async def stop(self, ref: str, timeout: int) -> None:
+        """Already stopped or gone is not an error."""
+
+    async def remove(self, ref: str) -> None:
+        """Already gone is not an error."""
+
+    async def list_owned(self, game_id: str | None = None) -> list[ContainerInfo]: ...
+
+    def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
+        """Events of this stack's engines until the stream breaks (DockerUnavailable)."""
+
+
+class RuntimeRecords(Protocol):
+    async def get_record(self, game_id: str) -> RuntimeRecord | None: ...
+
+    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]: ...
+
+    async def live_records(self) -> list[RuntimeRecord]:
+        """Every record that still claims a container (`running` or `stopped`)."""
+
+    async def stopped_before(self, cutoff: datetime) -> list[RuntimeRecord]: ...
+
+    async def count_by_status(self) -> dict[str, int]: ...
+
+    async def save_record(self, record: RuntimeRecord) -> None: ...
+
+    async def get_fence(self, game_id: str) -> GameFence | None:
+        """The fence and last applied job the record was last written under."""
+
+
+class OperationLog(Protocol):
+    async def commit_operation(
+        self,
+        entry: OperationLogEntry,
+        record: RuntimeRecord | None = None,
+        *,
+        fence: int | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        """Append `entry` and upsert `record` in one transaction.
+
+        With `fence`, the write is refused (FencedOut, nothing written) when
+        the game's stored fence is newer; otherwise the fence, and `job_id`
+        when given, become the game's.
+        """
+
+    async def append_operation(self, entry: OperationLogEntry) -> None: ...
+
+    async def operations(self, game_id: str, limit: int = 50) -> list[OperationLogEntry]:
+        """Newest first."""
+
+
+class HealthSnapshots(Protocol):
+    async def upsert_snapshots(self, snapshots: Sequence[HealthSnapshot]) -> None: ...
+
+    async def get_snapshot(self, game_id: str) -> HealthSnapshot | None: ...
+
+
+class Repositories(RuntimeRecords, OperationLog, HealthSnapshots, Protocol):
+    """The three tables behind one transaction boundary."""
+
+
+class LeaseGrant(Protocol):
+    """One holding of a game's lease."""
+
+    #: Monotonic per game across every holder: newer holders have larger fences.
+    fence: int
+    #: Where this holding stands in the game's job order (`<ms>-0`, Redis time).
+    order_id: str
+
+    async def ensure_held(self) -> None:
+        """OperationInProgress when the lease was lost: touch nothing more."""
+
+    async def advance_past(self, fence: int) -> None:
+        """Make `fence` larger than a stored one (the counter was lost with Redis)."""
+
+
+class GameLeases(Protocol):
+    """The per-game operation lease (`rtmanager:game_lease:<game_id>`)."""
+
+    def hold(self, game_id: str, *, wait: float = 0.0) -> AbstractAsyncContextManager[LeaseGrant]:
+        """Hold the game for the body; OperationInProgress when another holder
+        keeps it past `wait` seconds."""
+
+    async def is_held(self, game_id: str) -> bool:
+        """Whether some operation holds the game right now."""
+
+
+class ExpectedExits(Protocol):
+    """Exits RTM causes itself, announced before the fact to the watcher."""
+
+    async def mark(self, container_id: str) -> None: ...
+
+    async def is_expected(self, container_id: str) -> bool: ...
+
+
+class EventPublisher(Protocol):
+    """Health events and notification intents, as `rtm_core.domain.wire` encodes them
+    (job results go out with their acknowledgement: `rtm_jobs.offsets`)."""
+
+    async def health_event(self, event: HealthEvent) -> str: ...
+
+    async def notification_intent(self, intent: NotificationIntent) -> str: ...
+
+
+class LobbyDiagnostics(Protocol):
+    def look_up(self, game_id: str) -> None:
+        """Fire-and-forget: never delays the caller."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,50 @@
+"""What the watcher's three loops use, and nothing more (issue 9: layering).
+
+The loops see rtm-core through ports: the engine runtime, the records, the
+expected-exit marks and the game leases ("is an operation under way?").
+The Redis client reaches them only wrapped in `WatcherMemory`, the
+watcher's own coordination keys; no loop knows another Redis key format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rtm_core.lifecycle.health import HealthReporter
+from rtm_core.observability import Metrics
+from rtm_core.ports import EngineRuntime, ExpectedExits, GameLeases, RuntimeRecords
+from rtm_core.runtime.bootstrap import CoreAdapters, Infrastructure
+from rtm_core.runtime.loops import LoopRegistry
+from rtm_core.settings import Settings
+from rtm_watcher.memory import WatcherMemory
+
+
+@dataclass(frozen=True)
+class WatcherDeps:
+    settings: Settings
+    engine: EngineRuntime
+    records: RuntimeRecords
+    health: HealthReporter
+    exits: ExpectedExits
+    leases: GameLeases
+    metrics: Metrics
+    loops: LoopRegistry
+    memory: WatcherMemory
+    #: How long a death seen while an operation holds the game waits for that
+    #: operation to commit before it is dropped: one game lease TTL.
+    operation_wait: float
+
+
+def bootstrap(infra: Infrastructure, core: CoreAdapters) -> WatcherDeps:
+    return WatcherDeps(
+        settings=infra.settings,
+        engine=infra.docker,
+        records=core.repos,
+        health=core.health,
+        exits=core.exits,
+        leases=core.leases,
+        metrics=infra.metrics,
+        loops=infra.loops,
+        memory=WatcherMemory.over(infra.redis, infra.settings.stack),
+        operation_wait=core.leases.ttl_seconds,
+    )
