@@ -24,7 +24,7 @@ export UV_PYTHON_DOWNLOADS := never
 LINT_PATHS := libs services tests migrations bench
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock deps engine-image lint test
+.PHONY: help venv lock deps engine-image lint unit test
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,11 +51,16 @@ engine-image: ## galaxy/test-engine:* images (skipped when current)
 
 # --------------------------------------------------------------------- checks
 
-lint: venv ## uv.lock up to date, ruff check, ruff format --check, mypy (strict on rtm_core)
+lint: venv ## uv.lock up to date, ruff check, ruff format --check, mypy strict on every package
 	uv=$$($(ENSURE_UV)) && $$uv lock --check --python $(PYTHON)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	$(BIN)/mypy libs/rtm-core/src
+	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests/unit
+
+# The unit tier: rtm-core's rules over in-memory fakes of its ports. Needs no
+# Docker, PostgreSQL or Redis (a socket connect fails the test); seconds.
+unit: venv ## the unit tier alone (tests/unit), no Docker/PostgreSQL/Redis needed
+	$(BIN)/pytest tests/unit -q
 
 # pytest exits 5 when it collected no test: make fails on it like on any other
 # non-zero exit, and it must stay that way (an empty run proves nothing).
