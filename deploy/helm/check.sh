@@ -7,15 +7,16 @@
 # (default .rtm-dev/helm) for tests/deploy/test_helm_chart.py to inspect.
 #
 # Tools: helm from deploy/helm/get-helm.sh (PyPI wheel); kubernetes-validate
-# from $KUBERNETES_VALIDATE, .venv/bin, PATH, or a private venv in
-# .rtm-dev/tools (pip install kubernetes-validate==$KV_VERSION).
+# from $KUBERNETES_VALIDATE, .venv/bin (the `deploy` dependency group), PATH,
+# or a private venv in .rtm-dev/tools (pip install
+# kubernetes-validate==$KV_VERSION, default: the root pyproject.toml's pin).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 chart="$repo/deploy/helm/rtm"
 dev_dir="${RTM_DEV_DIR:-$repo/.rtm-dev}"
 out="${RTM_HELM_OUT:-$dev_dir/helm}"
-KV_VERSION="${KV_VERSION:-1.37.0}"
+KV_VERSION="${KV_VERSION:-$(sed -n 's/^ *"kubernetes-validate==\([^"]*\)".*/\1/p' "$repo/pyproject.toml" | head -n1)}"
 KUBE_VERSIONS=(${RTM_HELM_KUBE_VERSIONS:-1.25 latest})
 PYTHON="${PYTHON:-python3}"
 
