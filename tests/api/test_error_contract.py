@@ -16,8 +16,10 @@
   their errors in prose, but not all: `EngineRuntime.stop` says nothing of
   the `docker_unavailable` its adapter raises. The adapter is what runs.)
 - Added at the edge: 400 `invalid_request` when FastAPI validates a body or
-  a query parameter (mapped in `rtm_api.errors`), and 500 `internal_error`
-  on every route (the middleware's last resort).
+  a query parameter (mapped in `rtm_api.errors`), 500 `internal_error`
+  on every route (the middleware's last resort), and 503
+  `service_unavailable` on every route (every route reads PostgreSQL; the
+  adapters' outage mapping is a decorator, which the walk unwraps).
 
 The walk over-approximates where code catches and translates (a `try`
 around a call still counts the call's errors) and does not look inside the
@@ -48,7 +50,7 @@ from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import api_deps as api_deps_dependency
 from rtm_api.openapi import document
 from rtm_api.routes import runtimes_router
-from rtm_core.domain.errors import InternalError, InvalidRequest, RtmError
+from rtm_core.domain.errors import InternalError, InvalidRequest, RtmError, ServiceUnavailable
 
 #: Code the walk follows; everything else (FastAPI, aiodocker, redis, …) is a leaf.
 OURS = ("rtm_core", "rtm_api")
@@ -180,7 +182,7 @@ def can_answer(route: APIRoute, deps: ApiDeps) -> tuple[set[tuple[int, str]], Wa
         # FastAPI's own (the HTTPBearer scheme, auto_error off) are leaves.
         if isinstance(dependant.call, types.FunctionType) and _ours(dependant.call):
             walk.function(dependant.call, _env(dependant, deps))
-    edge: set[type[RtmError]] = {InternalError}
+    edge: set[type[RtmError]] = {InternalError, ServiceUnavailable}
     if any(d.body_params or d.query_params for d in dependants):
         edge.add(InvalidRequest)
     errors = walk.raised | edge

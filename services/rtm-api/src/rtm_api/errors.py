@@ -23,7 +23,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rtm_api.schemas import ErrorEnvelope
-from rtm_core.domain.errors import InternalError, InvalidRequest, NotFound, RtmError, Unauthorized
+from rtm_core.domain.errors import (
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    RtmError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from rtm_core.runtime.ops_http import error_body
 
 #: Codes for errors Starlette raises before any RTM code runs.
@@ -84,9 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def error_responses(*errors: type[RtmError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these errors, grouped by status, plus 400/401/500.
+    """OpenAPI `responses` for these errors, grouped by status, plus 400/401/500/503.
 
-    Every route can answer 400 (its input's shape), 401 (the token) and 500.
+    Every route can answer 400 (its input's shape), 401 (the token), 500 and
+    503 (PostgreSQL or Redis unreachable: the adapters raise `ServiceUnavailable`).
     """
     by_status: dict[int, list[str]] = {}
     for error in _with_defaults(errors):
@@ -100,4 +108,4 @@ def error_responses(*errors: type[RtmError]) -> dict[int | str, dict[str, Any]]:
 
 
 def _with_defaults(errors: Iterable[type[RtmError]]) -> list[type[RtmError]]:
-    return [InvalidRequest, Unauthorized, *errors, InternalError]
+    return [InvalidRequest, Unauthorized, *errors, InternalError, ServiceUnavailable]
