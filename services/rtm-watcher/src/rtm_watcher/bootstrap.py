@@ -4,6 +4,8 @@ The loops see rtm-core through ports: the engine runtime, the records, the
 expected-exit marks and the game leases ("is an operation under way?").
 The Redis client reaches them only wrapped in `WatcherMemory`, the
 watcher's own coordination keys; no loop knows another Redis key format.
+`DaemonWatch` is what the events listener tells the two workers about the
+Docker daemon (one per process: the three loops run under one leader term).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rtm_core.ports import EngineRuntime, ExpectedExits, GameLeases, RuntimeReco
 from rtm_core.runtime.bootstrap import CoreAdapters, Infrastructure
 from rtm_core.runtime.loops import LoopRegistry
 from rtm_core.settings import Settings
+from rtm_watcher.daemon import DaemonWatch
 from rtm_watcher.memory import WatcherMemory
 
 
@@ -33,9 +36,11 @@ class WatcherDeps:
     #: How long a death seen while an operation holds the game waits for that
     #: operation to commit before it is dropped: one game lease TTL.
     operation_wait: float
+    daemon: DaemonWatch
 
 
 def bootstrap(infra: Infrastructure, core: CoreAdapters) -> WatcherDeps:
+    memory = WatcherMemory.over(infra.redis, infra.settings.stack)
     return WatcherDeps(
         settings=infra.settings,
         engine=infra.docker,
@@ -45,6 +50,7 @@ def bootstrap(infra: Infrastructure, core: CoreAdapters) -> WatcherDeps:
         leases=core.leases,
         metrics=infra.metrics,
         loops=infra.loops,
-        memory=WatcherMemory.over(infra.redis, infra.settings.stack),
+        memory=memory,
         operation_wait=core.leases.ttl_seconds,
+        daemon=DaemonWatch(memory.claims, memory.outage),
     )

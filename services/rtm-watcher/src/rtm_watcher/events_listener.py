@@ -26,7 +26,14 @@ have been) and subscribes again with `since` = the last handled event, so
 the daemon replays what it still buffers. The cursor lives in Redis, so a
 new leader resumes where the old one stopped (bounded by
 `MAX_REPLAY_SECONDS`) instead of starting at "now" and relying on the
-catch-up pass alone.
+catch-up pass alone. Only handled events move the cursor: an outage leaves
+it where it was.
+
+The daemon is not the engine (`rtm_watcher.daemon`): losing the daemon opens
+an outage in `DaemonWatch`, `kill` and `die` events are noted there, and
+the catch-up pass that ends the outage claims every death since it began as
+the daemon's, so the inspect and probe workers do not report those engines
+again. The one report of such a death is this listener's `container_exited`.
 
 Cancellation: `run` returns when `stop` is set; the pending stream read is
 cancelled, which closes the subscription, and deferred checks are cancelled.
@@ -110,7 +117,11 @@ class EventsListener:
 
     async def run(self, stop: asyncio.Event) -> None:
         loops = self._deps.loops
+        daemon = self._deps.daemon
         loops.register(self.name, self._idle_beat)
+        # Before the first await: the workers started beside this loop wait for
+        # its first catch-up instead of judging deaths on their own.
+        daemon.begin_term()
         log.info("worker started", extra={"worker": self.name})
         # A new term resumes where the last leader (maybe another replica) stopped.
         self._since_nano = 0
@@ -120,13 +131,20 @@ class EventsListener:
             while not stop.is_set():
                 try:
                     if not self._since_nano:
+                        await daemon.resume_outage()
                         self._since_nano = await self._resume_point()
                     await self._deps.engine.ping()
                     await self.catch_up()
+                    if (outage_ms := await daemon.caught_up()) is not None:
+                        log.info(
+                            "docker daemon back; engines classified from their state",
+                            extra={"worker": self.name, "outage_ms": outage_ms},
+                        )
                     loops.beat(self.name)
                     backoff = BACKOFF_INITIAL_SECONDS
                     await self._consume(stop)
                 except DockerUnavailable as exc:
+                    await daemon.lost(exc.message)
                     log.warning(
                         "docker events stream lost; reconnecting",
                         extra={"worker": self.name, "error": exc.message, "retry_in_s": backoff},
@@ -146,6 +164,7 @@ class EventsListener:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            daemon.end_term()
             loops.unregister(self.name)
             log.info("worker stopped", extra={"worker": self.name})
 
@@ -191,7 +210,10 @@ class EventsListener:
         if key in self._recent:
             return
         if event.action == "die":
+            self._deps.daemon.died(event.container_id)
             await self._on_die(event)
+        elif event.action == "kill":
+            self._deps.daemon.killed(event.container_id, event.time_nano)
         elif event.action == "oom":
             self._on_oom(event)
         self._recent[key] = None
@@ -263,15 +285,20 @@ class EventsListener:
 
     async def catch_up(self) -> int:
         """Report the deaths of `running` records' containers this listener did not
-        see as events (a broken stream, a daemon restart, a leader change).
-        Returns how many it published."""
-        published = 0
+        see as events (a broken stream, a daemon restart, a leader change), and
+        claim those since an outage began as the daemon's. Returns how many
+        deaths it published."""
+        published = daemon_stops = 0
 
         async def check(record: RuntimeRecord) -> None:
-            nonlocal published
+            nonlocal published, daemon_stops
             container_id = record.current_container_id or ""
             info = await self._deps.engine.inspect(container_id)
-            if info is None or info.running or not info.exit_code:
+            if info is None or info.running:
+                return
+            if await self._deps.daemon.claim_daemon_stop(info):
+                daemon_stops += 1
+            if not info.exit_code:
                 return
             if await self._report_death(record.game_id, container_id, info.exit_code, info):
                 published += 1
@@ -280,6 +307,11 @@ class EventsListener:
         if published:
             log.info(
                 "missed engine deaths reported", extra={"worker": self.name, "count": published}
+            )
+        if daemon_stops:
+            log.info(
+                "engines stopped by the docker daemon",
+                extra={"worker": self.name, "count": daemon_stops},
             )
         return published
 

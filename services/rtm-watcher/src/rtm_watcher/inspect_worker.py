@@ -9,7 +9,11 @@ when the container turns unhealthy or not running (or changes from one such
 condition to another). The last-seen observation per container is kept in
 memory and mirrored to Redis (`ContainerMemory`), so a new leader reports an
 already-unhealthy container only if no leader did before it. Exits RTM is
-causing itself (marked in `ExpectedExits`) are not reported.
+causing itself (marked in `ExpectedExits`) are not reported, nor are engines
+the Docker daemon stopped (`DaemonWatch`: their death is the events
+listener's one report); a death the listener has not classified yet is
+looked at again next cycle. While the daemon does not answer, a cycle fails
+as a whole and reports nothing.
 
 A record whose container is gone is the reconciler's drift
 (`container_disappeared`); here it only updates the snapshot (`missing`).
@@ -29,6 +33,7 @@ from rtm_core.lifecycle.health import SnapshotUpdate
 from rtm_core.runtime.loops import PeriodicLoop
 from rtm_watcher.bootstrap import WatcherDeps
 from rtm_watcher.cycle import for_each, running_records
+from rtm_watcher.daemon import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +116,8 @@ class InspectWorker(PeriodicLoop):
         now = Observation.of(info)
         previous = self._seen.get(container_id)
         details = asdict(now)
-        if now.worth_reporting(previous) and not (
-            now.state != "running" and await self._deps.exits.is_expected(container_id)
-        ):
+        verdict = await self._verdict(container_id, info, now, previous)
+        if verdict is Verdict.REPORT:
             await self._deps.health.report(
                 game_id=game_id,
                 container_id=container_id,
@@ -125,6 +129,24 @@ class InspectWorker(PeriodicLoop):
             updates.append(
                 SnapshotUpdate(game_id, container_id, HealthSource.INSPECT, now.status, details)
             )
+        if verdict is Verdict.WAIT:
+            return  # not seen yet: judged again next cycle
         if now != previous:
             self._seen[container_id] = now
             await self._memory.save(container_id, details)
+
+    async def _verdict(
+        self,
+        container_id: str,
+        info: ContainerInfo,
+        now: Observation,
+        previous: Observation | None,
+    ) -> Verdict:
+        """Report it, not (QUIET), or not yet (WAIT: a death still being classified)."""
+        if not now.worth_reporting(previous):
+            return Verdict.QUIET
+        if now.state == "running":
+            return Verdict.REPORT
+        if await self._deps.exits.is_expected(container_id):
+            return Verdict.QUIET  # RTM is stopping it
+        return await self._deps.daemon.death_verdict(info)

@@ -9,7 +9,8 @@ Health events the listener may reach twice (replayed Docker events, the
 catch-up pass after a reconnect, a new leader) are claimed first with
 `SET NX`, so each one is published exactly once whoever reaches it. The
 listener's events cursor lives here too, so a new leader resumes the stream
-where the last one stopped.
+where the last one stopped, and the start of a Docker daemon outage it is
+living through, so a new leader carries that outage on (`rtm_watcher.daemon`).
 
 These are the watcher's own coordination keys; the loops reach them only
 through `WatcherMemory`, never through the Redis client.
@@ -113,6 +114,27 @@ class EventsCursor:
         await self._redis.set(self.key, str(time_nano))
 
 
+class OutageMark:
+    """When (ms, wall clock) the listener lost the Docker daemon; absent once it caught up."""
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self._redis = redis
+        self.key = key
+
+    async def load(self) -> int | None:
+        stored = await self._redis.get(self.key)
+        try:
+            return int(stored) if stored is not None else None
+        except ValueError:
+            return None
+
+    async def save(self, began_ms: int) -> None:
+        await self._redis.set(self.key, str(began_ms))
+
+    async def clear(self) -> None:
+        await self._redis.delete(self.key)
+
+
 @dataclass(frozen=True)
 class WatcherMemory:
     """All the watcher's coordination state of one stack, over one Redis client."""
@@ -121,6 +143,7 @@ class WatcherMemory:
     claims: Claims
     inspect: ContainerMemory
     probe: ContainerMemory
+    outage: OutageMark
 
     @classmethod
     def over(cls, redis: Redis, stack: str) -> WatcherMemory:
@@ -129,4 +152,5 @@ class WatcherMemory:
             claims=Claims(redis, stack),
             inspect=ContainerMemory(redis, watcher_key(stack, "inspect")),
             probe=ContainerMemory(redis, watcher_key(stack, "probe")),
+            outage=OutageMark(redis, watcher_key(stack, "docker_outage")),
         )

@@ -23,6 +23,12 @@ engine holds one slot for at most the timeout and never delays the others.
   (`ContainerMemory`), so a new leader continues a count rather than
   announcing the same failure again.
 - A container RTM is stopping (marked in `ExpectedExits`) is not counted.
+- Nor is an engine the Docker daemon stopped, or one probed while the daemon
+  is away and its engines' fate unknown (`DaemonWatch`): that death is the
+  events listener's one report. A probe does not go through Docker, so an
+  engine that keeps running while the daemon restarts (live-restore) keeps
+  answering and stays healthy; a probe whose address needs an inspect the
+  daemon cannot answer is not counted either.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from rtm_core.domain.errors import DockerUnavailable
 from rtm_core.domain.records import RuntimeRecord
 from rtm_core.domain.vocabulary import ENGINE_PORT, HealthEventType, HealthSource
 from rtm_core.domain.wire import now_ms
@@ -68,6 +75,8 @@ class ProbeResult:
     error: str
     latency: float
     at_ms: int
+    #: The address could not be had from Docker: nothing is known of the engine.
+    docker_unavailable: bool = False
 
     def details(self) -> dict[str, Any]:
         return {"http_status": self.status, "latency_ms": round(self.latency * 1000, 1)}
@@ -161,6 +170,15 @@ class ProbeWorker(PeriodicLoop):
             url = await self._url(record)
         except NoAddress as exc:
             return ProbeResult(ok=False, status=0, error=str(exc), latency=0.0, at_ms=now_ms())
+        except DockerUnavailable as exc:
+            return ProbeResult(
+                ok=False,
+                status=0,
+                error=exc.message,
+                latency=0.0,
+                at_ms=now_ms(),
+                docker_unavailable=True,
+            )
         began = time.perf_counter()
         status, error = 0, ""
         try:
@@ -198,8 +216,10 @@ class ProbeWorker(PeriodicLoop):
             if self._states.pop(container_id, None) is not None:
                 await self._memory.forget([container_id])
             return
-        if await self._deps.exits.is_expected(container_id):
-            return  # RTM is stopping it: not a failure of the engine
+        if result.docker_unavailable or await self._deps.exits.is_expected(container_id):
+            return  # Docker is away, or RTM is stopping it: not a failure of the engine
+        if not await self._deps.daemon.failure_counts(container_id):
+            return  # the daemon stopped it, or may have: the listener reports that
         state.failures += 1
         failure = {
             "consecutive_failures": state.failures,
