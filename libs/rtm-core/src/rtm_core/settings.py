@@ -85,6 +85,13 @@ class ProbeAddressMode(StrEnum):
     CONTAINER_IP = "container_ip"
 
 
+class EngineBackend(StrEnum):
+    """How RTM runs engines: plain containers on one daemon, or Swarm services."""
+
+    DOCKER = "docker"
+    SWARM = "swarm"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTMANAGER_", extra="ignore", frozen=True)
 
@@ -111,6 +118,15 @@ class Settings(BaseSettings):
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     image_allowed_prefixes: CsvList = ()
     stack: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    engine_backend: EngineBackend = EngineBackend.DOCKER
+
+    # Swarm backend (engine_backend=swarm; ignored otherwise)
+    #: A node label to spread games over (`node.labels.zone`); unset: Swarm's default spread.
+    swarm_placement_spread: str | None = None
+    #: How long a new service's task may take to reach `running` before the start fails.
+    swarm_start_timeout: Duration = 60.0
+    #: How often task states are polled for engines on other nodes (their deaths).
+    swarm_task_poll_interval: Duration = 1.0
 
     # Engines
     game_state_root: Path = Path("/var/lib/galaxy/games")
@@ -173,6 +189,15 @@ class Settings(BaseSettings):
         if not value.startswith(("unix://", "tcp://", "http://", "https://")):
             raise ValueError("must start with unix:// or tcp://")
         return value
+
+    @field_validator("swarm_placement_spread")
+    @classmethod
+    def _spread(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"(node\.labels|engine\.labels)\.[A-Za-z0-9_.-]+", value.strip()):
+            raise ValueError("must be a node label descriptor such as node.labels.zone")
+        return value.strip()
 
     @field_validator("internal_api_token")
     @classmethod

@@ -28,7 +28,7 @@ from rtm_core.settings import PullPolicy, Settings
 
 T = TypeVar("T")
 
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 def create_config(spec: EngineSpec) -> dict[str, Any]:
@@ -107,7 +107,18 @@ def event_from_raw(raw: dict[str, Any]) -> EngineEvent:
 LatencyRecorder = Callable[[str, float], None]
 
 
-def _ignore_latency(_op: str, _seconds: float) -> None:
+def docker_client(settings: Settings) -> aiodocker.Docker:
+    """A client of `RTMANAGER_DOCKER_HOST`, with TLS when the three files are set."""
+    ssl_context: ssl.SSLContext | None = None
+    url = settings.docker_host
+    if settings.docker_tls_enabled:
+        ssl_context = ssl.create_default_context(cafile=str(settings.docker_tls_ca))
+        ssl_context.load_cert_chain(str(settings.docker_tls_cert), str(settings.docker_tls_key))
+        url = url.replace("tcp://", "https://", 1)
+    return aiodocker.Docker(url=url, ssl_context=ssl_context)
+
+
+def ignore_latency(_op: str, _seconds: float) -> None:
     return None
 
 
@@ -118,7 +129,7 @@ class DockerEngine:
         *,
         stack: str,
         network: str,
-        record_latency: LatencyRecorder = _ignore_latency,
+        record_latency: LatencyRecorder = ignore_latency,
     ) -> None:
         self._docker = client
         self.stack = stack
@@ -127,17 +138,10 @@ class DockerEngine:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, record_latency: LatencyRecorder = _ignore_latency
+        cls, settings: Settings, record_latency: LatencyRecorder = ignore_latency
     ) -> DockerEngine:
-        ssl_context: ssl.SSLContext | None = None
-        url = settings.docker_host
-        if settings.docker_tls_enabled:
-            ssl_context = ssl.create_default_context(cafile=str(settings.docker_tls_ca))
-            ssl_context.load_cert_chain(str(settings.docker_tls_cert), str(settings.docker_tls_key))
-            url = url.replace("tcp://", "https://", 1)
-        client = aiodocker.Docker(url=url, ssl_context=ssl_context)
         return cls(
-            client,
+            docker_client(settings),
             stack=settings.stack,
             network=settings.docker_network,
             record_latency=record_latency,
@@ -155,7 +159,7 @@ class DockerEngine:
         with tracer.start_as_current_span(f"docker.{op}", attributes={"rtm.docker_op": op}):
             try:
                 return await call
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
             finally:
                 self._record_latency(op, time.perf_counter() - began)
