@@ -13,7 +13,10 @@ onto a Swarm manager (`RTMANAGER_DOCKER_HOST`):
                        ContainerInfo (`swarm_spec.info_from_service`); OOM and
                        health where the task runs on the manager itself
     stop               scale to 0 replicas, wait for the task to end (not for a
-                       task whose node is gone); service and task kept
+                       task whose node is gone); the service is kept until
+                       cleanup (Docker 20.10 deletes a scaled-down task and its
+                       container itself: a stopped engine's logs are the log
+                       driver's, RTMANAGER_DOCKER_LOG_DRIVER)
     remove             service remove
     list_owned         services labelled owner + stack (+ game_id)
     events             the manager's own container events (service id as the
@@ -286,7 +289,8 @@ class SwarmEngine:
     async def stop(self, ref: str, timeout: int) -> None:
         """Scale to 0 and wait for the task to end. The task's grace is the one it
         was created with (RTMANAGER_CONTAINER_STOP_TIMEOUT_SECONDS, which is what
-        the lifecycle passes as `timeout`)."""
+        the lifecycle passes as `timeout`); Swarm adds its own 2 s "gossip
+        converge" pause before it stops a networked task."""
         service = await self._service(ref)
         if service is None:
             await self._containers.stop(ref, timeout)
