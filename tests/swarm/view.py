@@ -12,7 +12,9 @@ service (RTM keeps the service id), so
   backend is a `docker service rm` behind RTM's back. A service scaled to 0
   (a stopped game) has no task left: Docker 20.10 deletes scaled-down tasks
   and their containers, so it is shown as an exited container with no
-  process;
+  process. `State.Running`/`Status` are the task's (what Swarm, hence RTM,
+  knows: the agent reports a container's exit a few hundred ms after
+  Docker does), the rest of `State` the container's;
 - `containers.run(config, name)` → what an operator starts by hand on this
   backend: a service with the config's image, labels, env and init, one
   replica, restart condition none, returned once its task has a container;
@@ -35,18 +37,29 @@ TASK_CONTAINER_SECONDS = 30
 
 #: What a stopped game's service looks like as a container: it runs nothing.
 STOPPED = {"Status": "exited", "Running": False, "Pid": 0}
+STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 
 
 class SwarmEngineContainer:
     """A service seen through the task container that runs (or ran) it."""
 
     def __init__(
-        self, client: aiodocker.Docker, service: dict[str, Any], task: DockerContainer | None
+        self,
+        client: aiodocker.Docker,
+        service: dict[str, Any],
+        task: DockerContainer | None,
+        task_state: str = "shutdown",
     ):
         self._client = client
         self._service_id = str(service["ID"])
         self._task = task
-        data = task._container if task is not None else {"State": dict(STOPPED)}
+        data = dict(task._container) if task is not None else {"State": dict(STOPPED)}
+        running = task_state == "running"
+        data["State"] = {
+            **data["State"],
+            "Running": running,
+            "Status": "running" if running else "created" if task_state in STARTING else "exited",
+        }
         self._container = {**data, "Id": self._service_id}
         self.id = self._service_id
 
@@ -80,12 +93,16 @@ class SwarmContainers:
                 return None
             raise
 
-    async def _task_container(self, service: dict[str, Any], wait: float = 0) -> DockerContainer:
+    async def _task_container(
+        self, service: dict[str, Any], wait: float = 0
+    ) -> tuple[DockerContainer, str]:
         deadline = asyncio.get_running_loop().time() + wait
         while True:
-            container_id = task_container_id(current_task(await self._tasks(service)))
-            if container_id:
-                return await self._client.containers.get(container_id)
+            task = current_task(await self._tasks(service))
+            container_id = task_container_id(task)
+            if task is not None and container_id:
+                state = str(task["Status"]["State"])
+                return await self._client.containers.get(container_id), state
             if asyncio.get_running_loop().time() >= deadline:
                 raise DockerError(404, {"message": f"service {service['ID']} has no container"})
             await asyncio.sleep(0.1)
@@ -96,7 +113,7 @@ class SwarmContainers:
             return await self._client.containers.get(ref)
         if replicas(service) == 0 and not await self._tasks(service):
             return SwarmEngineContainer(self._client, service, None)
-        return SwarmEngineContainer(self._client, service, await self._task_container(service))
+        return SwarmEngineContainer(self._client, service, *await self._task_container(service))
 
     async def _tasks(self, service: dict[str, Any]) -> list[dict[str, Any]]:
         tasks = await self._client.tasks.list(filters={"service": service["ID"]})
@@ -121,8 +138,8 @@ class SwarmContainers:
         }
         created = await self._client._query_json("services/create", method="POST", data=body)
         service = dict(await self._client.services.inspect(created["ID"]))
-        task = await self._task_container(service, wait=TASK_CONTAINER_SECONDS)
-        return SwarmEngineContainer(self._client, service, task)
+        found = await self._task_container(service, wait=TASK_CONTAINER_SECONDS)
+        return SwarmEngineContainer(self._client, service, *found)
 
     async def create(self, config: dict[str, Any], name: str) -> DockerContainer:
         return await self._client.containers.create(config, name=name)
