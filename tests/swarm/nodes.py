@@ -168,7 +168,9 @@ class Cluster:
             data_root=str(data_dir / str(i)),
             pidfile=str(run_dir / f"{i}.pid"),
             log=str(run_dir / f"{i}.log"),
-            cgroup_parent=f"rsw-{self.tag}-{i}",
+            # Absolute: relative parents land under the daemon's own cgroup, which
+            # for the memory controller may be the caller's (a job's) cgroup.
+            cgroup_parent=f"/rsw-{self.tag}-{i}",
         )
 
     def _network(self) -> None:
@@ -404,7 +406,7 @@ def _remove_cgroups(parent: str) -> None:
     """Kill what still runs in the node's cgroups (an engine whose shim was
     killed), then remove them."""
     for controller in CGROUP_ROOT.iterdir():
-        top = controller / parent
+        top = controller / parent.lstrip("/")
         if not top.is_dir():
             continue
         for procs in top.rglob("cgroup.procs"):

@@ -8,6 +8,7 @@ from typing import Any
 from rtm_core.adapters.swarm_spec import (
     NODE_UNAVAILABLE,
     info_from_service,
+    least_loaded_value,
     pinned_node,
     service_spec,
 )
@@ -99,12 +100,36 @@ def test_the_service_of_an_engine() -> None:
     assert pinned_node(body | {"Spec": body}) == "n1"
 
 
-def test_a_first_placement_is_swarms_and_a_spread_is_a_preference() -> None:
-    body = service_spec(spec(), spread="node.labels.zone")
-    assert body["TaskTemplate"]["Placement"] == {
-        "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]
-    }
+def test_a_first_placement_is_swarms_unless_rtm_chose_a_zone() -> None:
     assert service_spec(spec())["TaskTemplate"]["Placement"] == {}
+    zoned = service_spec(spec(), constraints=["node.labels.zone==b"])
+    assert zoned["TaskTemplate"]["Placement"] == {"Constraints": ["node.labels.zone==b"]}
+    # A game with a node is pinned to it; the zone does not matter any more.
+    pinned = service_spec(spec(placement_node="n1"), constraints=["node.labels.zone==b"])
+    assert pinned["TaskTemplate"]["Placement"] == {"Constraints": ["node.id==n1"]}
+
+
+def test_the_least_loaded_zone_counts_running_tasks_and_placements_under_way() -> None:
+    def zoned(zone: str | None, **kw: str) -> dict[str, Any]:
+        labels = {"zone": zone} if zone else {}
+        return {
+            "Spec": {"Labels": labels, "Availability": kw.get("availability", "active")},
+            "Status": {"State": kw.get("state", "ready")},
+        }
+
+    nodes = {
+        "a1": zoned("a"),
+        "a2": zoned("a"),
+        "b1": zoned("b"),
+        "x": zoned(None),
+        "c1": zoned("c", availability="drain"),
+    }
+    running = [{"NodeID": "a1"}, {"NodeID": "a2"}, {"NodeID": "b1"}, {"NodeID": "x"}]
+    pick = least_loaded_value
+    assert pick(nodes, running, "node.labels.zone", {}) == "b"  # a:2 b:1 (c drained)
+    assert pick(nodes, running, "node.labels.zone", {"b": 2}) == "a"
+    assert pick(nodes, [], "node.labels.zone", {}) == "a"  # ties: by value
+    assert pick(nodes, running, "node.labels.rack", {}) is None  # nobody has it
 
 
 def test_a_running_task_is_a_running_engine_on_its_node() -> None:

@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     engine_backend: EngineBackend = EngineBackend.DOCKER
 
     # Swarm backend (engine_backend=swarm; ignored otherwise)
-    #: A node label to spread games over (`node.labels.zone`); unset: Swarm's default spread.
+    #: A node label (`node.labels.zone`): a game's first placement goes to the value
+    #: whose nodes run the fewest tasks; unset: Swarm's least-loaded node.
     swarm_placement_spread: str | None = None
     #: How long a new service's task may take to reach `running` before the start fails.
     swarm_start_timeout: Duration = 60.0

@@ -6,7 +6,9 @@ onto a Swarm manager (`RTMANAGER_DOCKER_HOST`):
     port               Swarm
     ----------------   --------------------------------------------------------
     create_and_start   service create (one replica, pinned to the game's node
-                       when it has one), then wait for its task to run, up to
+                       when it has one; a first placement constrained to the
+                       least loaded zone when RTMANAGER_SWARM_PLACEMENT_SPREAD
+                       names a node label), then wait for its task to run, up to
                        RTMANAGER_SWARM_START_TIMEOUT → ContainerStartFailed
                        (the service is removed again: nothing is left behind)
     inspect(ref)       the service + its newest task + that task's node →
@@ -40,7 +42,8 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,6 +62,7 @@ from rtm_core.adapters.swarm_spec import (
     SERVICE_ID_LABEL,
     current_task,
     info_from_service,
+    least_loaded_value,
     node_summary,
     node_usable,
     service_spec,
@@ -113,6 +117,8 @@ class SwarmEngine:
             client, stack=stack, network=network, record_latency=record_latency
         )
         self._node_id: str | None = None
+        #: First placements under way per zone, so concurrent starts spread too.
+        self._reserved: Counter[str] = Counter()
         self._nodes_cache: tuple[float, dict[str, dict[str, Any]]] | None = None
 
     @classmethod
@@ -202,7 +208,32 @@ class SwarmEngine:
     async def create_and_start(self, spec: EngineSpec) -> ContainerInfo:
         if spec.placement_node:
             await self._require_usable(spec.placement_node, spec.game_id)
-        body = service_spec(spec, spread=self.placement_spread)
+            return await self._create_and_start(spec, ())
+        zone = await self._least_loaded_zone() if self.placement_spread else None
+        if zone is None:
+            return await self._create_and_start(spec, ())
+        self._reserved[zone] += 1
+        try:
+            return await self._create_and_start(spec, [f"{self.placement_spread}=={zone}"])
+        finally:
+            self._reserved[zone] -= 1
+
+    async def _least_loaded_zone(self) -> str | None:
+        """The spread label's value whose nodes run the fewest tasks (a first placement)."""
+        assert self.placement_spread is not None
+        try:
+            running = await self._api(
+                "list", "tasks", params={"filters": json.dumps({"desired-state": ["running"]})}
+            )
+        except DockerError as exc:
+            raise DockerUnavailable(f"docker task list: {exc.message}") from exc
+        nodes = await self._nodes()
+        return least_loaded_value(nodes, running, self.placement_spread, self._reserved)
+
+    async def _create_and_start(
+        self, spec: EngineSpec, constraints: Sequence[str]
+    ) -> ContainerInfo:
+        body = service_spec(spec, constraints=constraints)
         try:
             created = await self._api("create", "services/create", "POST", data=json.dumps(body))
         except DockerError as exc:

@@ -25,6 +25,7 @@ mapping decision sits in one readable place:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rtm_core.domain.engine import ContainerInfo, EngineSpec
@@ -63,8 +64,10 @@ ENDED_TASK_STATES = frozenset({"complete", "failed", "shutdown", "rejected", "or
 RAN_AND_EXITED = "task: non-zero exit"
 
 
-def service_spec(spec: EngineSpec, *, spread: str | None = None) -> dict[str, Any]:
-    """The `POST /services/create` body of a game's engine."""
+def service_spec(spec: EngineSpec, *, constraints: Sequence[str] = ()) -> dict[str, Any]:
+    """The `POST /services/create` body of a game's engine. `constraints`: extra
+    placement constraints of a first placement (the zone `RTMANAGER_SWARM_PLACEMENT_SPREAD`
+    chose); a game that has a node is pinned to it."""
     labels = spec.labels()
     container: dict[str, Any] = {
         "Image": spec.image_ref,
@@ -87,8 +90,8 @@ def service_spec(spec: EngineSpec, *, spread: str | None = None) -> dict[str, An
     placement: dict[str, Any] = {}
     if spec.placement_node:
         placement["Constraints"] = [f"{_PLACEMENT_PREFIX}{spec.placement_node}"]
-    if spread:
-        placement["Preferences"] = [{"Spread": {"SpreadDescriptor": spread}}]
+    elif constraints:
+        placement["Constraints"] = list(constraints)
     task: dict[str, Any] = {
         "ContainerSpec": container,
         "Resources": {
@@ -111,6 +114,47 @@ def service_spec(spec: EngineSpec, *, spread: str | None = None) -> dict[str, An
         "Mode": {"Replicated": {"Replicas": 1}},
         "EndpointSpec": {"Mode": "dnsrr"},
     }
+
+
+def label_value(node: dict[str, Any], descriptor: str) -> str | None:
+    """A node's value of `node.labels.<k>` or `engine.labels.<k>`."""
+    kind, _, key = descriptor.partition(".labels.")
+    if kind == "node":
+        labels = (node.get("Spec") or {}).get("Labels") or {}
+    else:
+        labels = ((node.get("Description") or {}).get("Engine") or {}).get("Labels") or {}
+    value = labels.get(key)
+    return str(value) if value is not None else None
+
+
+def least_loaded_value(
+    nodes: Mapping[str, dict[str, Any]],
+    running_tasks: Sequence[dict[str, Any]],
+    descriptor: str,
+    reserved: Mapping[str, int],
+) -> str | None:
+    """The label value (zone) whose usable nodes run the fewest tasks, counting the
+    placements under way (`reserved`); None when no usable node carries the label.
+
+    Why RTM chooses and not a Swarm spread preference: a preference spreads the
+    replicas *of one service*, and every game is a one-replica service, so it
+    would never balance games (it skewed 12 games 4/6/2 over three zones where
+    Swarm's default least-loaded choice gives 4/4/4).
+    """
+    load: dict[str, int] = {}
+    for node in nodes.values():
+        value = label_value(node, descriptor)
+        if value is not None and node_usable(node):
+            load.setdefault(value, 0)
+    for task in running_tasks:
+        runs_on = nodes.get(str(task.get("NodeID") or ""))
+        value = label_value(runs_on, descriptor) if runs_on else None
+        if value in load:
+            load[value] += 1
+    for value, count in reserved.items():
+        if value in load:
+            load[value] += count
+    return min(load, key=lambda v: (load[v], v)) if load else None
 
 
 def pinned_node(service: dict[str, Any]) -> str | None:
