@@ -155,7 +155,7 @@ class Run:
         def read(kind: str, name: str) -> dict[str, int]:
             values = {}
             for node in self.cluster.nodes:
-                root = Path("/sys/fs/cgroup") / kind / node.cgroup_parent
+                root = Path("/sys/fs/cgroup") / kind / node.cgroup_parent.lstrip("/")
                 for cg in root.glob("*"):
                     if cg.is_dir() and (cg / name).exists():
                         values[cg.name] = int((cg / name).read_text().split()[0])

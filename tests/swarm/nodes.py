@@ -136,8 +136,9 @@ class Cluster:
     # bring-up ---------------------------------------------------------------
 
     @classmethod
-    def start(cls, count: int, *, owner_pid: int | None = None) -> Cluster:
-        """`count` nodes, node 0 the manager, the rest joined as workers."""
+    def start(cls, count: int, *, owner_pid: int | None = None, swarm: bool = True) -> Cluster:
+        """`count` nodes, node 0 the manager, the rest joined as workers (or, with
+        `swarm=False`, daemons in no swarm: what `make up` meets on a fresh host)."""
         if os.geteuid() != 0:
             raise RuntimeError("swarm test clusters need root (ip netns, dockerd)")
         tag, subnet = _free_tag_and_subnet()
@@ -151,7 +152,8 @@ class Cluster:
                 cluster._start_daemon(node)
             for node in cluster.nodes:
                 _wait_for_daemon(node)
-            cluster._form_swarm()
+            if swarm:
+                cluster._form_swarm()
         except BaseException:
             cluster.teardown()
             raise
@@ -444,12 +446,15 @@ def main(argv: list[str]) -> int:
     up.add_argument("--image", action="append", default=[], help="copy into every node")
     up.add_argument("--network", help="an attachable overlay network to create")
     up.add_argument("--owner-pid", type=int, help="the cluster is swept once this pid is gone")
+    up.add_argument("--no-swarm", action="store_true", help="daemons only, in no swarm")
     down = sub.add_parser("down", help="tear a cluster down")
     down.add_argument("tag")
     sub.add_parser("sweep", help="tear down clusters whose owner is gone")
     args = parser.parse_args(argv)
     if args.command == "up":
-        cluster = Cluster.start(args.nodes, owner_pid=args.owner_pid or os.getppid())
+        cluster = Cluster.start(
+            args.nodes, owner_pid=args.owner_pid or os.getppid(), swarm=not args.no_swarm
+        )
         try:
             if args.image:
                 cluster.load_images(args.image)
