@@ -16,27 +16,32 @@ RTM_DEV_DIR ?= $(CURDIR)/.rtm-dev
 TEST_ENV := $(RTM_DEV_DIR)/test.env
 
 PACKAGES := libs/rtm-core services/rtm-api services/rtm-jobs services/rtm-watcher services/rtm-reconciler
-DEV_TOOLS := pytest==9.2.0 pytest-asyncio==1.5.0 testcontainers==4.15.0 tox==4.67.15 \
-	ruff==0.17.6 mypy==2.4.1 PyYAML==6.0.3 kubernetes-validate==1.37.0
+# uv (version pinned in pyproject.toml's dev group) from a bootstrap venv:
+# scripts/ensure-uv.sh installs it when missing and prints its path.
+ENSURE_UV := PYTHON=$(PYTHON) RTM_DEV_DIR=$(RTM_DEV_DIR) scripts/ensure-uv.sh
+# Never fetch an interpreter: python3.11 comes from Debian (ensure-deps.sh).
+export UV_PYTHON_DOWNLOADS := never
 LINT_PATHS := libs services tests migrations bench
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps engine-image lint test
+.PHONY: help venv lock deps engine-image lint unit test
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- environment
 
-venv: $(VENV)/.installed ## .venv with every RTM package (editable) and the dev tools
+venv: $(VENV)/.installed ## .venv = uv.lock: every RTM package (editable) + the dev group
 
-# Reinstalls only when a pyproject.toml changed (the stamp is older). After
-# changing DEV_TOOLS, `rm .venv/.installed`.
-$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check \
-		$(addprefix -e ,$(PACKAGES)) $(DEV_TOOLS)
+# `uv sync --frozen` installs exactly what uv.lock says (and removes anything
+# else); it never re-resolves. Re-run when the lock or a pyproject.toml
+# changed (the stamp is older).
+$(VENV)/.installed: uv.lock pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
+	uv=$$($(ENSURE_UV)) && UV_PROJECT_ENVIRONMENT=$(VENV) $$uv sync --frozen --all-packages --python $(PYTHON)
 	touch $@
+
+lock: ## re-resolve uv.lock after editing a pin in a pyproject.toml (then commit it)
+	uv=$$($(ENSURE_UV)) && $$uv lock --python $(PYTHON)
 
 deps: ## Docker, PostgreSQL, Redis (reused or installed + started); writes test.env
 	scripts/ensure-deps.sh
@@ -46,10 +51,16 @@ engine-image: ## galaxy/test-engine:* images (skipped when current)
 
 # --------------------------------------------------------------------- checks
 
-lint: venv ## ruff check, ruff format --check, mypy (strict on rtm_core)
+lint: venv ## uv.lock up to date, ruff check, ruff format --check, mypy strict on every package
+	uv=$$($(ENSURE_UV)) && $$uv lock --check --python $(PYTHON)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	$(BIN)/mypy libs/rtm-core/src
+	$(BIN)/mypy $(addsuffix /src,$(PACKAGES)) tests/unit
+
+# The unit tier: rtm-core's rules over in-memory fakes of its ports. Needs no
+# Docker, PostgreSQL or Redis (a socket connect fails the test); seconds.
+unit: venv ## the unit tier alone (tests/unit), no Docker/PostgreSQL/Redis needed
+	$(BIN)/pytest tests/unit -q
 
 # pytest exits 5 when it collected no test: make fails on it like on any other
 # non-zero exit, and it must stay that way (an empty run proves nothing).
@@ -68,7 +79,7 @@ DEPLOY_ENV := RTM_VERSION=$(RTM_VERSION) RTM_IMAGE=$(RTM_IMAGE)
 COMPOSE := $(DEPLOY_ENV) deploy/scripts/compose.sh
 SERVICE ?=
 
-.PHONY: images up down down-engines logs ps helm-check
+.PHONY: images up down down-engines logs ps helm-check helm-sync
 
 images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offline)
 	deploy/scripts/ensure-docker.sh
@@ -95,6 +106,9 @@ ps: ## the stack's containers and their health
 
 helm-check: ## helm lint + template (default, ci values) + kubernetes-validate --strict
 	deploy/helm/check.sh
+
+helm-sync: ## copy deploy/monitoring's rules and dashboard into the chart (deploy/helm/rtm/files)
+	deploy/helm/sync-monitoring.sh
 
 # ========================================================= integration & docs
 # The compose stack driven from outside (tests/integration, docs/runbook.md

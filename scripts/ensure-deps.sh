@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite needs is present and running: python3.11 with
-# venv, busybox-static (test engine image), Docker, PostgreSQL 15 and Redis.
+# venv, busybox-static (test engine image), Docker, PostgreSQL 15 and Redis,
+# and docker-registry + htpasswd for the registry pull tests.
 # Whatever already answers is reused (a laptop, this dev box); the rest is
 # installed with apt and started by hand (CI machines are fresh Debian 12,
 # root, no systemd). Safe to run any number of times.
@@ -108,6 +109,17 @@ ensure_compose() {
     fi
 }
 
+ensure_registry() {
+    # tests/core/test_registry.py pulls for real from its own registry on
+    # loopback with htpasswd auth (the packaged service itself is not used).
+    if command -v docker-registry >/dev/null && command -v htpasswd >/dev/null; then
+        say registry "docker-registry and htpasswd present"
+    else
+        apt_install docker-registry apache2-utils
+        say registry "installed docker-registry and apache2-utils (htpasswd)"
+    fi
+}
+
 pg_answers() {
     local isready
     isready=$(command -v pg_isready || echo "$PG_BIN/pg_isready")
@@ -207,6 +219,7 @@ ensure_python
 ensure_busybox
 ensure_docker
 ensure_compose
+ensure_registry
 ensure_postgres
 ensure_redis
 write_test_env

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rtm_core.adapters.docker_engine import DockerEngine
 from rtm_core.adapters.lobby import LobbyDiagnostics
@@ -33,6 +34,10 @@ class Rig:
     @property
     def settings(self) -> Settings:
         return self.infra.settings
+
+    @property
+    def postgres(self) -> AsyncEngine:
+        return self.infra.postgres
 
     @property
     def redis(self) -> Redis:

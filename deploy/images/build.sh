@@ -2,15 +2,18 @@
 # Build galaxy/rtm:<version> and, on the offline path, rtm-postgres:15 and
 # rtm-redis:7 for compose. Idempotent and fast on re-run:
 #   - the base image is cached by build-base.sh (keyed by its own content);
-#   - wheels are rebuilt only when a pyproject.toml (deps) or RTM's sources
-#     change (two content hashes, two wheel dirs);
+#   - the third-party set is `uv export` of uv.lock (both paths); its wheels
+#     are downloaded again only when that export or the base image changes,
+#     RTM's five wheels only when their sources change (two content hashes,
+#     two wheel dirs);
 #   - Docker's layer cache does the rest (deps layer before sources layer).
 #
 # Path selection (RTM_BUILD_PATH=auto|ordinary|offline, default auto):
-#   ordinary  FROM python:3.11-slim, pip installs from PyPI inside the build;
-#             compose then uses postgres:15 and redis:7.
-#   offline   FROM rtm-base:bookworm (debootstrap), wheels built here on the
-#             host; compose then uses rtm-postgres:15 and rtm-redis:7.
+#   ordinary  FROM python:3.11-slim, pip installs the locked set from PyPI
+#             inside the build; compose then uses postgres:15 and redis:7.
+#   offline   FROM rtm-base:bookworm (debootstrap), the locked set's wheels
+#             downloaded here on the host; compose then uses rtm-postgres:15
+#             and rtm-redis:7.
 #   auto      offline unless `docker pull python:3.11-slim` succeeds (bounded
 #             by RTM_REGISTRY_PROBE_TIMEOUT, default 20 s).
 # The choice is written to .rtm-dev/images.env, which deploy/scripts/compose.sh
@@ -75,6 +78,20 @@ hash_files() {  # stable content hash of the given files/dirs (sources only)
         -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 
+# ------------------------------------------------------------- requirements
+# The image's third-party packages are exactly uv.lock's, on both paths:
+# `uv export` of the five packages' runtime dependencies (no dependency
+# group, no extra, no workspace member), environment markers and hashes
+# kept. pip inside the image evaluates the markers for its own interpreter
+# and checks every file against the lock's hashes (a hash in the file turns
+# on --require-hashes).
+uv="$(RTM_DEV_DIR="$dev_dir" "$repo/scripts/ensure-uv.sh")"
+reqs="$wheels/deps/requirements.txt"
+reqs_new="$(mktemp)"
+trap 'rm -f "$reqs_new"' EXIT
+(cd "$repo" && "$uv" export --quiet --frozen --all-packages --no-default-groups \
+    --no-emit-workspace --no-header --format requirements.txt) >"$reqs_new"
+
 # ------------------------------------------------------------- offline: base
 build_args=()
 if [[ "$path" == offline ]]; then
@@ -104,56 +121,51 @@ if [[ "$path" == offline ]]; then
         echo "$backend" >"$bvenv/.backend"
     fi
     bpy="$bvenv/bin/python"
-    # deps: pinned in the pyproject files; also re-resolve when the resolver
-    # recipe or the target interpreter (base image) changes.
-    deps_hash="$( (hash_files "${pkgs[@]/%//pyproject.toml}" deploy/images/complete_wheels.py
-                   docker image inspect -f '{{.Id}}' "$base_image"
-                   "$PYTHON" -c 'import sysconfig; print(sysconfig.get_platform())') | sha256sum | cut -c1-16)"
+    # deps: what the lock exports; the target interpreter (base image) decides
+    # which marked lines apply.
+    deps_hash="$( (cat "$reqs_new"; docker image inspect -f '{{.Id}}' "$base_image") | sha256sum | cut -c1-16)"
     src_hash="$(hash_files "${pkgs[@]}")"
 
     t=$(now)
     if [[ "$(cat "$wheels/deps/.hash" 2>/dev/null)" != "$deps_hash" ]]; then
-        log "dependencies changed: pip wheel (all pinned deps) into $wheels/deps"
-        rm -rf "$wheels/deps" "$wheels/rtm"; mkdir -p "$wheels/deps" "$wheels/rtm"
-        tmp="$(mktemp -d)"
-        (cd "$repo" && run pip-wheel-deps "$bpy" -m pip wheel --wheel-dir "$tmp" "${pkgs[@]/#/./}")
-        # Our own wheels go to rtm/, third-party ones to deps/ + a lock file.
-        for w in "$tmp"/rtm_*.whl; do mv "$w" "$wheels/rtm/"; done
-        mv "$tmp"/*.whl "$wheels/deps/"
-        rmdir "$tmp"
-        # Host markers != image markers (3.11.7 vs Debian's 3.11.2): add what
-        # the image's interpreter needs on top, until nothing is missing.
-        target_env="$(docker run --rm "$base_image" python3 -c "$("$bpy" "$here/complete_wheels.py" --env-probe)")"
-        for round in 1 2 3 4 5; do
-            mapfile -t lacking < <("$bpy" "$here/complete_wheels.py" "$target_env" \
-                rtm-core rtm-api rtm-jobs rtm-watcher rtm-reconciler -- "$wheels/deps" "$wheels/rtm")
-            [[ ${#lacking[@]} -eq 0 ]] && break
-            [[ $round -eq 5 ]] && { log "still missing for the image: ${lacking[*]}"; exit 1; }
-            log "the image's python3 also needs: ${lacking[*]}"
-            run pip-wheel-target "$bpy" -m pip wheel --wheel-dir "$wheels/deps" "${lacking[@]}"
-        done
-        (cd "$wheels/deps" && for w in *.whl; do
-            n="${w%%-*}"; rest="${w#*-}"; v="${rest%%-*}"
-            echo "${n//_/-}==${v}"
-        done | LC_ALL=C sort) >"$wheels/deps/requirements.txt"
+        log "dependencies changed: downloading uv.lock's wheels into $wheels/deps"
+        rm -rf "$wheels/deps"; mkdir -p "$wheels/deps"
+        # Markers are the image's, not the host's (Debian's 3.11.2 needs
+        # async-timeout, which `python_full_version < '3.11.3'` skips on a
+        # newer host): uv narrows the export to the lines that apply to the
+        # base image's interpreter, pinned, markers gone; pip downloads those.
+        read -r target_py target_machine < <(docker run --rm "$base_image" python3 -c \
+            'import platform; print(platform.python_version(), platform.machine())')
+        target="$dev_dir/cache/image-requirements.txt"
+        mkdir -p "$(dirname "$target")"
+        run uv-target "$uv" pip compile --no-deps --no-header --no-annotate \
+            --python-version "$target_py" --python-platform "$target_machine-unknown-linux-gnu" \
+            --output-file "$target" "$reqs_new"
+        run pip-download-deps "$bpy" -m pip download --disable-pip-version-check \
+            --no-deps --only-binary=:all: --dest "$wheels/deps" -r "$target"
+        cp "$reqs_new" "$reqs"
         echo "$deps_hash" >"$wheels/deps/.hash"
-        echo "$src_hash" >"$wheels/rtm/.hash"
-        log "wheels: $(ls "$wheels/deps"/*.whl | wc -l) deps + $(ls "$wheels/rtm"/*.whl | wc -l) rtm in $(( $(now) - t ))s"
-    elif [[ "$(cat "$wheels/rtm/.hash" 2>/dev/null)" != "$src_hash" ]]; then
-        log "RTM sources changed: rebuilding the five RTM wheels only"
-        rm -f "$wheels/rtm"/*.whl
-        (cd "$repo" && run pip-wheel-rtm "$bpy" -m pip wheel --no-deps \
+        log "wheels: $(ls "$wheels/deps"/*.whl | wc -l) deps for python $target_py ($target_machine) in $(( $(now) - t ))s"
+    else
+        log "dependency wheels up to date"
+    fi
+    t=$(now)
+    if [[ "$(cat "$wheels/rtm/.hash" 2>/dev/null)" != "$src_hash" ]]; then
+        log "RTM sources changed: building the five RTM wheels"
+        rm -rf "$wheels/rtm"; mkdir -p "$wheels/rtm"
+        (cd "$repo" && run pip-wheel-rtm "$bpy" -m pip wheel --disable-pip-version-check --no-deps \
             --no-build-isolation --wheel-dir "$wheels/rtm" "${pkgs[@]/#/./}")
         echo "$src_hash" >"$wheels/rtm/.hash"
-        log "rtm wheels rebuilt in $(( $(now) - t ))s"
+        log "rtm wheels built in $(( $(now) - t ))s"
     else
-        log "wheels up to date"
+        log "rtm wheels up to date"
     fi
     build_args=(--build-arg "BASE_IMAGE=$base_image" --build-arg OFFLINE=1)
 else
-    # The ordinary path installs inside the build; keep stale wheels out of
-    # the context so the two paths never mix.
+    # The ordinary path installs inside the build, from the index; keep
+    # stale wheels out of the context so the two paths never mix.
     rm -rf "$wheels/deps" "$wheels/rtm"; mkdir -p "$wheels/deps" "$wheels/rtm"
+    cp "$reqs_new" "$reqs"
     build_args=(--build-arg "BASE_IMAGE=$slim_image" --build-arg OFFLINE=0)
 fi
 

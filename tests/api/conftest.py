@@ -1,5 +1,6 @@
-"""rtm-api fixtures: an HTTP client over the real app and core, and the real
-`rtm-api` process started with the test settings as `RTMANAGER_*` variables."""
+"""rtm-api fixtures: an HTTP client over the real app, bound to the `ApiDeps`
+its own `bootstrap()` picks from a real rig, and the real `rtm-api` process
+started with the test settings as `RTMANAGER_*` variables."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from api.helpers import api_deps
 from harness import wait_for
 from processes import RtmProcess, free_port, settings_env
+from rig import Rig
 
 from rtm_api.app import create_app
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 BASE = "http://rtm-api.test"
@@ -23,11 +25,11 @@ MakeClient = Callable[..., httpx.AsyncClient]
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[MakeClient]:
-    """`make_client(core, **create_app_kwargs)`: an httpx client over the app, in process."""
+    """`make_client(rig, **create_app_kwargs)`: an httpx client over the app, in process."""
     clients: list[httpx.AsyncClient] = []
 
-    def make(core: Core, **app_kwargs: Any) -> httpx.AsyncClient:
-        app = create_app(core, **app_kwargs)
+    def make(rig: Rig, **app_kwargs: Any) -> httpx.AsyncClient:
+        app = create_app(api_deps(rig), **app_kwargs)
         c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
         clients.append(c)
         return c
@@ -38,7 +40,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
 
 
 @pytest.fixture
-def client(make_client: MakeClient, core: Core) -> httpx.AsyncClient:
+def client(make_client: MakeClient, core: Rig) -> httpx.AsyncClient:
     return make_client(core)
 
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api.helpers import api_deps
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from rig import Rig
 
 from rtm_api.openapi import document, render
 from rtm_core.adapters.postgres.tables import RuntimeRecordRow
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"
@@ -39,7 +40,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient, wait_ready) -> No
 
 async def test_the_token_guards_the_api_but_not_health(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     make_client: Callable[..., httpx.AsyncClient],
     game_id: str,
     wait_ready,
@@ -83,7 +84,7 @@ async def test_a_request_id_is_echoed(client: httpx.AsyncClient) -> None:
 
 
 async def test_one_server_span_per_request_named_by_route(
-    core: Core, make_client: Callable[..., httpx.AsyncClient], game_id: str
+    core: Rig, make_client: Callable[..., httpx.AsyncClient], game_id: str
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -108,7 +109,7 @@ async def test_one_server_span_per_request_named_by_route(
 
 async def test_an_unexpected_failure_is_a_logged_500_internal_error(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     make_client: Callable[..., httpx.AsyncClient],
     database_dsn: str,
     caplog: pytest.LogCaptureFixture,
@@ -126,12 +127,12 @@ async def test_an_unexpected_failure_is_a_logged_500_internal_error(
 
 
 async def test_the_committed_openapi_document_is_the_live_one(
-    client: httpx.AsyncClient, core: Core
+    client: httpx.AsyncClient, core: Rig
 ) -> None:
     from rtm_api.app import create_app
 
     committed = json.loads((REPO / "docs" / "api" / "openapi.json").read_text())
-    live = create_app(core).openapi()
+    live = create_app(api_deps(core)).openapi()
     assert committed == live, "regenerate: python -m rtm_api.openapi > docs/api/openapi.json"
     assert render(document()) == (REPO / "docs" / "api" / "openapi.json").read_text()
     assert (await client.get("/openapi.json")).json() == live

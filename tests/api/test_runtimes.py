@@ -17,9 +17,9 @@ import aiodocker
 import httpx
 import pytest
 from redis.asyncio import Redis
+from rig import Rig
 
 from rtm_core.domain.records import RuntimeRecord
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 RUNTIMES = "/api/v1/internal/runtimes"
@@ -114,7 +114,7 @@ def rendered(record: RuntimeRecord) -> dict:
     return out
 
 
-async def row(core: Core, game_id: str) -> RuntimeRecord:
+async def row(core: Rig, game_id: str) -> RuntimeRecord:
     record = await core.repos.get_record(game_id)
     assert record is not None
     return record
@@ -124,7 +124,7 @@ async def container(docker: aiodocker.Docker, ref: str) -> dict:
     return (await docker.containers.get(ref))._container
 
 
-async def op_rows(core: Core, game_id: str) -> list[tuple[str, str, str, str | None]]:
+async def op_rows(core: Rig, game_id: str) -> list[tuple[str, str, str, str | None]]:
     """(op_kind, op_source, outcome, error_code), newest first."""
     return [
         (r.op_kind, r.op_source, r.outcome, r.error_code)
@@ -136,7 +136,7 @@ async def op_rows(core: Core, game_id: str) -> list[tuple[str, str, str, str | N
 
 
 async def test_start_then_probe_answer_the_record_as_001_shows_it(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     started = ok(await start(client, game_id))
     assert list(started) == RECORD_FIELDS
@@ -160,7 +160,7 @@ async def test_start_then_probe_answer_the_record_as_001_shows_it(
 
 
 async def test_start_again_with_the_same_image_is_a_replay(
-    client: httpx.AsyncClient, core: Core, game_id: str
+    client: httpx.AsyncClient, core: Rig, game_id: str
 ) -> None:
     first = ok(await start(client, game_id))
     again = ok(await start(client, game_id))
@@ -169,7 +169,7 @@ async def test_start_again_with_the_same_image_is_a_replay(
 
 
 async def test_invalid_image_ref_is_start_config_invalid_as_001_shows_it(
-    client: httpx.AsyncClient, core: Core, game_id: str
+    client: httpx.AsyncClient, core: Rig, game_id: str
 ) -> None:
     response = await start(client, game_id, "galaxy/Game::1.4.0")
     assert response.json() == {
@@ -184,7 +184,7 @@ async def test_invalid_image_ref_is_start_config_invalid_as_001_shows_it(
 
 
 async def test_start_while_another_image_runs_is_a_conflict(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     first = ok(await start(client, game_id, V100))
     status, code, message = error(await start(client, game_id, V101))
@@ -202,7 +202,7 @@ async def test_start_while_another_image_runs_is_a_conflict(
 )
 async def test_docker_failures_are_502(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     make_client: Callable[..., httpx.AsyncClient],
     game_id: str,
     overrides: dict[str, str],
@@ -217,7 +217,7 @@ async def test_docker_failures_are_502(
 
 @pytest.mark.parametrize("bad", ["-lead", "_lead", "a%20b", "a+b", "x" * 129])
 async def test_a_game_id_outside_the_grammar_writes_nothing(
-    client: httpx.AsyncClient, core: Core, redis: Redis, bad: str
+    client: httpx.AsyncClient, core: Rig, redis: Redis, bad: str
 ) -> None:
     status, code, _ = error(await start(client, bad))
     assert (status, code) == (400, "start_config_invalid")
@@ -239,7 +239,7 @@ async def test_a_game_id_outside_the_grammar_writes_nothing(
 
 
 async def test_list_all_runtimes_and_filter_by_status(
-    client: httpx.AsyncClient, core: Core, game_id: str
+    client: httpx.AsyncClient, core: Rig, game_id: str
 ) -> None:
     other = f"{game_id}-b"
     ok(await start(client, game_id))
@@ -269,7 +269,7 @@ async def test_list_all_runtimes_and_filter_by_status(
 
 
 async def test_stop_keeps_the_container_and_records_stopped(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     started = ok(await start(client, game_id))
     stopped = ok(await stop(client, game_id, "admin_request"))
@@ -300,7 +300,7 @@ async def test_every_reason_of_001_stops(client: httpx.AsyncClient, game_id: str
 
 
 async def test_a_bad_reason_is_invalid_request_and_touches_nothing(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     started = ok(await start(client, game_id))
     status, code, message = error(await stop(client, game_id, "bored"))
@@ -315,7 +315,7 @@ async def test_a_bad_reason_is_invalid_request_and_touches_nothing(
 
 
 async def test_restart_recreates_with_the_current_image(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     first = ok(await start(client, game_id, V101))
     again = ok(await restart(client, game_id))
@@ -333,7 +333,7 @@ async def test_restart_recreates_with_the_current_image(
 
 
 async def test_patch_moves_to_the_new_patch_version(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     first = ok(await start(client, game_id, V100))
     patched = ok(await patch(client, game_id, V102))
@@ -347,7 +347,7 @@ async def test_patch_moves_to_the_new_patch_version(
 
 
 async def test_a_refused_patch_is_400_and_touches_nothing(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     first = ok(await start(client, game_id, V100))
     for target, code in (
@@ -365,7 +365,7 @@ async def test_a_refused_patch_is_400_and_touches_nothing(
 
 
 async def test_cleanup_refuses_running_then_removes_a_stopped_container(
-    client: httpx.AsyncClient, core: Core, docker: aiodocker.Docker, game_id: str
+    client: httpx.AsyncClient, core: Rig, docker: aiodocker.Docker, game_id: str
 ) -> None:
     started = ok(await start(client, game_id))
     status, code, message = error(await cleanup(client, game_id))
@@ -402,7 +402,7 @@ async def test_an_unknown_game_is_not_found(client: httpx.AsyncClient, game_id: 
 
 
 async def test_a_held_lease_is_operation_in_progress(
-    client: httpx.AsyncClient, core: Core, redis: Redis, game_id: str
+    client: httpx.AsyncClient, core: Rig, redis: Redis, game_id: str
 ) -> None:
     key = f"rtmanager:game_lease:{game_id}"
     await redis.set(key, "someone-else", ex=30)
@@ -436,7 +436,7 @@ async def test_a_held_lease_is_operation_in_progress(
 )
 async def test_a_malformed_body_is_invalid_request(
     client: httpx.AsyncClient,
-    core: Core,
+    core: Rig,
     game_id: str,
     content: bytes,
     headers: dict[str, str],
@@ -454,7 +454,7 @@ async def test_a_malformed_body_is_invalid_request(
 
 
 async def test_operations_are_newest_first_with_the_callers_source(
-    client: httpx.AsyncClient, core: Core, game_id: str
+    client: httpx.AsyncClient, core: Rig, game_id: str
 ) -> None:
     ok(await start(client, game_id))  # X-Galaxy-Caller: gm
     ok(await stop(client, game_id))  # admin

@@ -27,9 +27,8 @@ def test_dsn_parameters_are_honoured() -> None:
 
 
 def test_verify_full_checks_the_server_certificate_and_host() -> None:
-    _, args = db.asyncpg_url(
-        f"postgres://u:p@h/db?sslmode=verify-full&sslrootcert={ssl.get_default_verify_paths().cafile or ''}"
-    )
+    ca = ssl.get_default_verify_paths().openssl_cafile
+    _, args = db.asyncpg_url(f"postgres://u:p@h/db?sslmode=verify-full&sslrootcert={ca}")
     context = args["ssl"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

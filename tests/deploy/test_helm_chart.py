@@ -3,12 +3,17 @@
 `deploy/helm/check.sh` (what `make helm-check` runs) lints the chart, renders
 it with the default values and with ci/full-values.yaml, and validates the
 manifests with kubernetes-validate --strict. These tests run it once and then
-check what an operator relies on in the rendered objects.
+check what an operator relies on in the rendered objects. The PrometheusRule
+(a CRD kubernetes-validate has no schema for) is checked for its structure,
+against deploy/monitoring's rules, and by promtool with the rule unit tests.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +94,7 @@ def test_default_renders_the_expected_objects(default: list[Manifest]) -> None:
     assert list(by_name(default, "Job")) == ["rtm-migrate"]
     assert list(by_name(default, "Pod")) == ["rtm-test-readyz"]
     assert of_kind(default, "ServiceMonitor") == []
+    assert of_kind(default, "PrometheusRule") == []
 
 
 def test_only_the_four_rtm_pods_mount_the_socket(default: list[Manifest]) -> None:
@@ -316,18 +322,193 @@ def test_helm_test_pod_calls_readyz_of_the_api_service(default: list[Manifest]) 
         ("secrets.postgresDsn=mysql://x", "postgresDsn"),
         ("config.RTMANAGER_POSTGRES_PRIMARY_DSN=leak", "config"),
         ("docker.mode=tcp,docker.tcp.tls.enabled=true", "docker.tcp.tls.secretName"),
+        ("metrics.prometheusRule.runbookBaseUrl=docs", "prometheusRule/runbookBaseUrl"),
+        ("metrics.grafanaDashboard.label=bad label", "grafanaDashboard/label"),
     ],
 )
 def test_bad_values_are_refused(rendered: dict[str, Any], flag: str, message: str) -> None:
+    proc = helm_template("--set", flag)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def helm_template(*args: str) -> subprocess.CompletedProcess[str]:
     helm = subprocess.run(
         [str(REPO / "deploy" / "helm" / "get-helm.sh")], capture_output=True, text=True, check=True
     ).stdout.strip()
-    proc = subprocess.run(
-        [helm, "template", "rtm", str(CHART), "--set", flag],
+    return subprocess.run(
+        [helm, "template", "rtm", str(CHART), *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
-    assert proc.returncode != 0
-    assert message in proc.stderr
+
+
+# ------------------------------------------------- alert rules and dashboard --
+# The chart ships deploy/monitoring's files (copied into files/ by
+# `make helm-sync`): one source of truth, checked byte for byte.
+MONITORING = REPO / "deploy" / "monitoring"
+COPIES = {
+    MONITORING / "prometheus" / "rules": (CHART / "files" / "prometheus" / "rules", "*.yml"),
+    MONITORING / "grafana": (CHART / "files" / "grafana", "*.json"),
+}
+RULE_TESTS = MONITORING / "prometheus" / "tests"
+# PrometheusRule (monitoring.coreos.com/v1) fields, after the CRD's openAPIV3Schema.
+GROUP_KEYS = {"name", "interval", "labels", "limit", "partial_response_strategy", "query_offset"}
+RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+DURATION = re.compile(
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+RUNBOOK_BASE = "https://git.example.com/galaxy/rtm/blob/main/"  # ci/full-values.yaml
+
+
+def source_rule_groups() -> list[Manifest]:
+    groups: list[Manifest] = []
+    for path in sorted((MONITORING / "prometheus" / "rules").glob("*.yml")):
+        groups += yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+    return groups
+
+
+def test_chart_copies_of_the_monitoring_files_are_current() -> None:
+    for source_dir, (copy_dir, pattern) in COPIES.items():
+        sources = {p.name: p.read_bytes() for p in source_dir.glob(pattern)}
+        copies = {p.name: p.read_bytes() for p in copy_dir.glob(pattern)}
+        assert sources, source_dir
+        assert copies == sources, f"{copy_dir} is stale: run `make helm-sync`"
+    proc = subprocess.run(
+        [str(REPO / "deploy" / "helm" / "sync-monitoring.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sync_check_fails_on_a_stale_copy(tmp_path: Path) -> None:
+    """The script `make helm-check` relies on must not pass a drifted copy."""
+    work = tmp_path / "repo"
+    for rel in ("deploy/monitoring", "deploy/helm/rtm/files"):
+        shutil.copytree(REPO / rel, work / rel)
+    (work / "deploy" / "helm").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "deploy" / "helm" / "sync-monitoring.sh", work / "deploy" / "helm")
+    script = str(work / "deploy" / "helm" / "sync-monitoring.sh")
+    copy = work / "deploy" / "helm" / "rtm" / "files" / "grafana" / "rtm-dashboard.json"
+    copy.write_text(copy.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    stale = subprocess.run([script, "--check"], capture_output=True, text=True, check=False)
+    assert stale.returncode != 0 and "make helm-sync" in stale.stderr
+    subprocess.run([script], capture_output=True, text=True, check=True)
+    assert subprocess.run([script, "--check"], capture_output=True, check=False).returncode == 0
+    assert copy.read_bytes() == (MONITORING / "grafana" / "rtm-dashboard.json").read_bytes()
+
+
+def test_prometheus_rule_is_well_formed(full: list[Manifest]) -> None:
+    """kubernetes-validate has no schema for the CRD: its structure, checked here."""
+    (rule,) = of_kind(full, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", rule["metadata"]["name"])
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert set(rule["spec"]) == {"groups"}
+    groups = rule["spec"]["groups"]
+    names = [g["name"] for g in groups]
+    assert len(names) == len(set(names)) and all(names)
+    for group in groups:
+        assert set(group) - {"rules"} <= GROUP_KEYS, group["name"]
+        assert group["rules"], group["name"]
+        for r in group["rules"]:
+            assert set(r) <= RULE_KEYS, r
+            assert ("alert" in r) != ("record" in r), r
+            assert isinstance(r["expr"], str) and r["expr"].strip(), r
+            for key in ("for", "keep_firing_for"):
+                assert key not in r or DURATION.match(r[key]), r
+            for key in ("labels", "annotations"):
+                assert all(isinstance(v, str) for v in r.get(key, {}).values()), r
+            if "record" in r:
+                assert not {"for", "annotations", "keep_firing_for"} & set(r), r
+
+
+def test_prometheus_rule_carries_the_monitoring_rules(full: list[Manifest]) -> None:
+    (rule,) = of_kind(full, "PrometheusRule")
+    expected = source_rule_groups()
+    for group in expected:
+        for r in group["rules"]:
+            if "runbook_url" in r.get("annotations", {}):
+                r["annotations"]["runbook_url"] = RUNBOOK_BASE + r["annotations"]["runbook_url"]
+    assert rule["spec"]["groups"] == expected
+    # Templates in annotations reach Prometheus as written, not expanded by Helm.
+    descriptions = [
+        r["annotations"]["description"]
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    ]
+    assert any("{{ $labels.role }}" in d for d in descriptions)
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:  # deploy/monitoring/check.sh installs Debian's prometheus package
+        subprocess.run(
+            [str(MONITORING / "check.sh")], capture_output=True, check=False, timeout=900
+        )
+        found = shutil.which("promtool")
+    assert found, "promtool not found and deploy/monitoring/check.sh could not install it"
+    return found
+
+
+def test_prometheus_rule_passes_promtool_and_the_rule_tests(promtool: str, tmp_path: Path) -> None:
+    """The rendered rules, as the operator hands them to Prometheus, pass promtool
+    and every promtool unit test of deploy/monitoring."""
+    proc = helm_template("--set", "metrics.prometheusRule.enabled=true")
+    assert proc.returncode == 0, proc.stderr
+    (rule,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "PrometheusRule"]
+    rules = tmp_path / "rules" / "rtm-alerts.yml"
+    rules.parent.mkdir()
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}), encoding="utf-8")
+    check = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for test_file in sorted(RULE_TESTS.glob("*.yml")):
+        shutil.copy2(test_file, tests / test_file.name)
+    run = subprocess.run(
+        [promtool, "test", "rules", *sorted(str(p) for p in tests.glob("*.yml"))],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tests,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout + run.stderr
+
+
+def test_grafana_dashboard_configmap(full: list[Manifest]) -> None:
+    cm = by_name(full, "ConfigMap")["rtm-dashboard"]
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Galaxy"}
+    source = (MONITORING / "grafana" / "rtm-dashboard.json").read_text(encoding="utf-8")
+    assert cm["data"] == {"rtm-dashboard.json": source}
+    assert json.loads(cm["data"]["rtm-dashboard.json"])["uid"]
+
+
+def test_grafana_dashboard_label_is_configurable() -> None:
+    proc = helm_template(
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.label=grafana.example.com/dashboard",
+        "--set-string",
+        "metrics.grafanaDashboard.labelValue=rtm",
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    cm = by_name(docs, "ConfigMap")["rtm-dashboard"]
+    assert "namespace" not in cm["metadata"]  # the release's
+    assert cm["metadata"]["labels"]["grafana.example.com/dashboard"] == "rtm"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert of_kind(docs, "PrometheusRule") == []

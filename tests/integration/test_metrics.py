@@ -67,8 +67,8 @@ async def test_each_service_exports_the_spec_metrics_after_a_start(compose: Comp
         names = {name for name, _, _ in samples}
         missing = [n for n in SPEC_EVERYWHERE if n not in names]
         assert not missing, f"{service} lacks {missing}"
-        latency = [v for n, _, v in samples if n == "rtmanager_docker_op_latency_count"]
-        assert sum(latency) >= 1, f"{service}: no rtmanager_docker_op_latency samples"
+        latency = [v for n, _, v in samples if n == "rtmanager_docker_op_latency_seconds_count"]
+        assert sum(latency) >= 1, f"{service}: no rtmanager_docker_op_latency_seconds samples"
 
     jobs = per_service["rtm-jobs"]
     processed = _value(
@@ -76,8 +76,8 @@ async def test_each_service_exports_the_spec_metrics_after_a_start(compose: Comp
     )
     assert processed is not None and processed >= 1
     # Seconds, with buckets that fit: a container create takes well under a second.
-    creates = _value(jobs, "rtmanager_docker_op_latency_count", op="create") or 0
-    fast = _value(jobs, "rtmanager_docker_op_latency_bucket", op="create", le="1.0") or 0
+    creates = _value(jobs, "rtmanager_docker_op_latency_seconds_count", op="create") or 0
+    fast = _value(jobs, "rtmanager_docker_op_latency_seconds_bucket", op="create", le="1.0") or 0
     assert creates >= 1 and fast >= 1
     started = _value(jobs, "rtmanager_health_events_total", event_type="container_started")
     assert started is not None and started >= 1

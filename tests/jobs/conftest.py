@@ -4,18 +4,22 @@ real `rtm-jobs` console command as a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
 import pytest
-from harness import wait_for
+from harness import fresh_database, wait_for
+from private_servers import PrivatePostgres, PrivateRedis
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core.runtime.bootstrap import Core
+from rtm_core.observability import Metrics
 from rtm_core.settings import Settings
+from rtm_jobs.bootstrap import bootstrap
 from rtm_jobs.consumer import JobConsumer
 from rtm_jobs.jobs import START_JOBS, STOP_JOBS
 from rtm_jobs.scheduler import JobScheduler
@@ -26,18 +30,27 @@ SpawnJobs = Callable[..., Coroutine[Any, Any, RtmProcess]]
 
 @pytest.fixture
 async def run_jobs() -> AsyncIterator[RunJobs]:
-    """`await run_jobs(core, binding_offsets=False, consumer=…)`: both consumer loops in
-    process until the test ends. Offsets go to per-test keys unless `binding_offsets`."""
+    """`await run_jobs(core, binding_offsets=False, consumer=…, metrics=None)`: both
+    consumer loops in process over `core` (a `Rig`, given only its `JobsDeps`) until
+    the test ends. Offsets go to per-test keys unless `binding_offsets`; `metrics`
+    replaces the rig's (to read counters back)."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     async def start(
-        core: Core, *, binding_offsets: bool = False, consumer: str = "in-process"
+        core: Rig,
+        *,
+        binding_offsets: bool = False,
+        consumer: str = "in-process",
+        metrics: Metrics | None = None,
     ) -> list[JobConsumer]:
-        scheduler = JobScheduler(core.settings.jobs_concurrency)
+        deps = bootstrap(core.infra, core.adapters)
+        if metrics is not None:
+            deps = dataclasses.replace(deps, metrics=metrics)
+        scheduler = JobScheduler(deps.settings.jobs_concurrency)
         prefix = f"test:{uuid.uuid4().hex[:8]}:"
         loops = [
             JobConsumer(
-                core,
+                deps,
                 jobs,
                 scheduler,
                 consumer=consumer,
@@ -85,3 +98,41 @@ async def spawn_jobs() -> AsyncIterator[SpawnJobs]:
     yield spawn
     for process in started:
         await process.close()
+
+
+# ------------------------------------------------------------------ outages
+
+
+@pytest.fixture(scope="session")
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL server of this suite's own, for outages (never the shared one)."""
+    server = PrivatePostgres()
+    await server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+async def private_database(private_postgres: PrivatePostgres) -> AsyncIterator[str]:
+    """A migrated database on the private server; its DSN as RTM takes it."""
+    async with fresh_database(private_postgres.server_dsn, "rtm_outage_") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def postgres(private_postgres: PrivatePostgres) -> AsyncIterator[PrivatePostgres]:
+    """The private server, up when the test starts and again when it ends."""
+    if not private_postgres.running:
+        await private_postgres.start()
+    yield private_postgres
+    if not private_postgres.running:
+        await private_postgres.start()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this test's own that keeps its data across a restart."""
+    server = PrivateRedis()
+    await server.start()
+    yield server
+    await server.remove()

@@ -15,8 +15,8 @@ from jobs.conftest import SpawnJobs
 from jobs.helpers import hold_lease, nothing_pending, start_job, wait_results
 from processes import BOOT_LINES
 from redis.asyncio import Redis
+from rig import Rig
 
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 WORKERS = ["start_jobs_consumer", "stop_jobs_consumer"]
@@ -29,7 +29,7 @@ async def containers_of(docker: aiodocker.Docker, game_id: str) -> list:
 
 
 async def test_boots_answers_a_job_and_stops_cleanly_on_sigterm(
-    spawn_jobs: SpawnJobs, core: Core, redis: Redis, game_id: str
+    spawn_jobs: SpawnJobs, core: Rig, redis: Redis, game_id: str
 ) -> None:
     settings = core.settings  # `core` removes this test's engines afterwards
     jobs = await spawn_jobs(settings, shutdown_timeout="10s")
@@ -67,7 +67,7 @@ async def _get(redis: Redis, key: str, value: str) -> bool:
 async def test_two_replicas_share_the_streams_one_result_per_job(
     spawn_jobs: SpawnJobs,
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     redis: Redis,
     docker: aiodocker.Docker,
     game_id: str,
@@ -99,7 +99,7 @@ async def test_two_replicas_share_the_streams_one_result_per_job(
 async def test_a_replica_killed_mid_job_leaves_the_job_to_the_other(
     spawn_jobs: SpawnJobs,
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     redis: Redis,
     docker: aiodocker.Docker,
     game_id: str,

@@ -31,9 +31,9 @@ from jobs.helpers import (
     wait_results,
 )
 from redis.asyncio import Redis
+from rig import Rig
 
 from rtm_core.domain.vocabulary import OpSource
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
 
 
@@ -52,7 +52,7 @@ async def our_containers(docker: aiodocker.Docker, game_id: str) -> list:
 
 
 async def test_start_job_of_001_gets_the_success_envelope(
-    core: Core, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
 ) -> None:
     settings = core.settings
     await run_jobs(core)
@@ -86,7 +86,7 @@ async def test_start_job_of_001_gets_the_success_envelope(
 
 
 async def test_start_failure_gets_the_failure_envelope(
-    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, game_id: str
 ) -> None:
     settings = core.settings
     await run_jobs(core)
@@ -106,7 +106,7 @@ async def test_start_failure_gets_the_failure_envelope(
 
 
 async def test_a_start_job_written_twice_is_a_replay(
-    core: Core, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
 ) -> None:
     settings = core.settings
     await run_jobs(core)
@@ -127,7 +127,7 @@ async def test_a_start_job_written_twice_is_a_replay(
 
 
 async def test_stop_jobs_get_results_success_replay_and_not_found(
-    core: Core, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, docker: aiodocker.Docker, game_id: str
 ) -> None:
     settings = core.settings
     await run_jobs(core)
@@ -174,7 +174,7 @@ async def test_stop_jobs_get_results_success_replay_and_not_found(
 
 
 async def test_poison_entries_are_answered_or_dropped_and_never_block(
-    core: Core,
+    core: Rig,
     run_jobs: RunJobs,
     redis: Redis,
     docker: aiodocker.Docker,
@@ -236,7 +236,7 @@ async def test_poison_entries_are_answered_or_dropped_and_never_block(
 
 
 async def test_games_run_side_by_side_and_each_game_in_stream_order(
-    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, game_id: str
 ) -> None:
     settings = core.settings
     slow, quick = f"{game_id}-slow", f"{game_id}-quick"
@@ -262,7 +262,7 @@ async def test_games_run_side_by_side_and_each_game_in_stream_order(
 
 async def test_a_job_waits_for_a_busy_lease_at_most_one_ttl(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     run_jobs: RunJobs,
     redis: Redis,
     game_id: str,
@@ -276,7 +276,7 @@ async def test_a_job_waits_for_a_busy_lease_at_most_one_ttl(
 
 
 async def test_offset_keys_hold_the_last_fully_processed_id(
-    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, game_id: str
 ) -> None:
     settings = core.settings
     start_key, stop_key = "rtmanager:stream_offsets:startjobs", "rtmanager:stream_offsets:stopjobs"
@@ -311,7 +311,7 @@ async def _equals(redis: Redis, key: str, value: str) -> str | None:
 
 async def test_an_entry_left_by_a_dead_replica_is_claimed_and_replayed(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     run_jobs: RunJobs,
     redis: Redis,
     docker: aiodocker.Docker,
@@ -342,7 +342,7 @@ async def test_an_entry_left_by_a_dead_replica_is_claimed_and_replayed(
 
 
 async def test_a_lost_group_is_recreated_and_consumption_goes_on(
-    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str, caplog: pytest.LogCaptureFixture
+    core: Rig, run_jobs: RunJobs, redis: Redis, game_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = core.settings
     caplog.set_level(logging.INFO)
@@ -361,7 +361,7 @@ async def test_a_lost_group_is_recreated_and_consumption_goes_on(
 
 async def test_a_job_running_longer_than_the_claim_idle_is_not_claimed_by_a_peer(
     make_settings: Callable[..., Settings],
-    make_core: Callable[[Settings], Core],
+    make_core: Callable[[Settings], Rig],
     run_jobs: RunJobs,
     redis: Redis,
     game_id: str,
@@ -394,7 +394,7 @@ async def test_a_job_running_longer_than_the_claim_idle_is_not_claimed_by_a_peer
 
 
 async def test_a_replica_restarted_under_its_name_runs_its_own_pending_entries_first(
-    core: Core, run_jobs: RunJobs, redis: Redis, game_id: str
+    core: Rig, run_jobs: RunJobs, redis: Redis, game_id: str
 ) -> None:
     settings = core.settings  # claim idle 60 s: only the own-entries read can pick it up
     stream, group = settings.redis_start_jobs_stream, settings.jobs_consumer_group

@@ -30,16 +30,24 @@ REQUIRED_PANELS = [
     ("records by status", ["records", "status"], "rtmanager_runtime_records_by_status"),
     ("job rate", ["job", "rate"], "rtmanager_jobs_processed_total"),
     ("job failure ratio", ["failure", "ratio"], "rtmanager_jobs_processed_total"),
-    ("job duration p50/p99", ["job duration", "p50", "p99"], "rtmanager_job_duration_bucket"),
-    ("docker op latency p99", ["docker", "p99", "op"], "rtmanager_docker_op_latency_bucket"),
+    (
+        "job duration p50/p99",
+        ["job duration", "p50", "p99"],
+        "rtmanager_job_duration_seconds_bucket",
+    ),
+    (
+        "docker op latency p99",
+        ["docker", "p99", "op"],
+        "rtmanager_docker_op_latency_seconds_bucket",
+    ),
     ("health events by type", ["health events"], "rtmanager_health_events_total"),
     ("reconcile drift", ["reconcile drift"], "rtmanager_reconcile_drift_total"),
     ("lease conflicts", ["lease conflicts"], "rtmanager_lease_conflicts_total"),
     ("stream pending", ["pending"], "rtmanager_stream_pending"),
     ("stream lag", ["lag"], "rtmanager_stream_lag"),
-    ("probe latency", ["probe latency"], "rtmanager_probe_latency_bucket"),
+    ("probe latency", ["probe latency"], "rtmanager_probe_latency_seconds_bucket"),
     ("leader per role", ["leader"], "rtmanager_leader"),
-    ("loop age per worker", ["loop age"], "rtmanager_loop_age"),
+    ("loop age per worker", ["loop age"], "rtmanager_loop_age_seconds"),
 ]
 
 
@@ -97,20 +105,20 @@ def test_architecture_list_is_parsed() -> None:
     names = architecture_metric_names()
     assert {
         "rtmanager_runtime_records_by_status",
-        "rtmanager_docker_op_latency_bucket",
-        "rtmanager_docker_op_latency_sum",
-        "rtmanager_docker_op_latency_count",
+        "rtmanager_docker_op_latency_seconds_bucket",
+        "rtmanager_docker_op_latency_seconds_sum",
+        "rtmanager_docker_op_latency_seconds_count",
         "rtmanager_reconcile_drift_total",
         "rtmanager_jobs_processed_total",
         "rtmanager_health_events_total",
         "rtmanager_lease_conflicts_total",
         "rtmanager_operations_total",
-        "rtmanager_job_duration_bucket",
+        "rtmanager_job_duration_seconds_bucket",
         "rtmanager_stream_pending",
         "rtmanager_stream_lag",
-        "rtmanager_probe_latency_bucket",
+        "rtmanager_probe_latency_seconds_bucket",
         "rtmanager_leader",
-        "rtmanager_loop_age",
+        "rtmanager_loop_age_seconds",
         "rtmanager_loop_iterations_total",
         "up",
         "target_info",
@@ -124,8 +132,8 @@ def test_architecture_list_is_parsed() -> None:
         ('up{job=~"rtm-.*"} == 0', {"up"}),
         (
             "histogram_quantile(0.99, sum by (le, op) "
-            "(rate(rtmanager_docker_op_latency_bucket[$__rate_interval])))",
-            {"rtmanager_docker_op_latency_bucket"},
+            "(rate(rtmanager_docker_op_latency_seconds_bucket[$__rate_interval])))",
+            {"rtmanager_docker_op_latency_seconds_bucket"},
         ),
         (
             'sum(rate(a_total{x="by (y)"}[5m])) by (job) / on (job) group_left (z) b offset 5m',

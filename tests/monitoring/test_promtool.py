@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from monitoring.dashboard import dashboard_metric_names, promql_metric_names
 from monitoring.promrules import PROM_DIR, REPO, all_rules
 
 CHECK = REPO / "deploy" / "monitoring" / "check.sh"
@@ -166,22 +167,34 @@ def test_prometheus_server_loads_config_and_rules(
 
 
 # RTM's own instruments behind the OpenTelemetry Prometheus exporter, as a
-# watcher leader whose probe worker has not iterated for 500 s.
+# watcher leader whose probe worker has not iterated for 500 s. The leader
+# gauge is set by the real LeaderElector (its label names are under test);
+# every other instrument the dashboard or the rules read gets one sample.
 EXPORTER = """
 import sys, time
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import start_http_server
 from rtm_core.observability import Metrics
+from rtm_core.runtime.leader import LeaderElector
 
 metrics = Metrics(MeterProvider(metric_readers=[PrometheusMetricReader()]).get_meter("rtmanager"))
-metrics.leader.set(1.0, role="watcher", instance="watcher-a:1")
+elector = LeaderElector(None, role="watcher", stack="t", ttl_seconds=10, metrics=metrics)
+elector._set_gauge(True)
 metrics.loop_age.set(500.0, worker="probe_worker")
 metrics.loop_age.set(1.0, worker="events_listener")
 metrics.loop_age.set(5.0, worker="inspect_worker")
 metrics.health_events.add(1, {"event_type": "container_oom"})
+metrics.records_by_status.set(1.0, status="running")
+metrics.stream_pending.set(0.0, stream="runtime:start_jobs", group="rtmanager")
+metrics.stream_lag.set(0.0, stream="runtime:start_jobs", group="rtmanager")
+metrics.record_docker_latency("create", 0.007)
+metrics.job_duration.record(0.3, {"kind": "start", "outcome": "success"})
+metrics.probe_latency.record(0.002, {"outcome": "ok"})
+metrics.operations.add(1, {"op_kind": "start", "outcome": "success", "error_code": ""})
+metrics.loop_iterations.add(1, {"worker": "probe_worker"})
 start_http_server(int(sys.argv[1]), addr="127.0.0.1")
-print("serving", flush=True)
+print("serving", elector.instance, flush=True)
 time.sleep(600)
 """
 
@@ -200,7 +213,8 @@ def test_rules_on_real_exporter_output(
     )
     try:
         assert exporter.stdout is not None
-        assert exporter.stdout.readline().strip() == b"serving"
+        serving, replica = exporter.stdout.readline().decode().split()
+        assert serving == "serving"
         config = tmp_path / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -212,14 +226,30 @@ def test_rules_on_real_exporter_output(
         )
         with _prometheus(config, tmp_path) as base:
             target = f"127.0.0.1:{port}"
-            _wait_for(lambda: _query(base, "instance_worker:rtmanager_loop_age:active"), "rules")
-            # The exporter's own `instance` attribute must not clobber the target's.
+            _wait_for(
+                lambda: _query(base, "instance_worker:rtmanager_loop_age_seconds:active"), "rules"
+            )
+            # `instance` is the target's; the process is told apart by `replica`.
             (leader,) = _query(base, "rtmanager_leader")
             assert leader["metric"]["instance"] == target
-            assert leader["metric"]["exported_instance"] == "watcher-a:1"
+            assert leader["metric"]["replica"] == replica
+            # No RTM attribute collides with a target label (`exported_*`).
+            stored = _query(base, '{__name__=~"rtmanager_.+"}')
+            assert not {k for r in stored for k in r["metric"] if k.startswith("exported_")}
+            # Every RTM metric the dashboard and the rules read, as Prometheus
+            # stored it after scraping the real exporter (OpenMetrics, units).
+            names = {r["metric"]["__name__"] for r in stored}
+            wanted = {
+                n
+                for n in dashboard_metric_names()
+                | {m for rule in all_rules() for m in promql_metric_names(rule.expr)}
+                if n.startswith("rtmanager_") and ":" not in n
+            }
+            assert wanted <= names, sorted(wanted - names)
+            assert "rtmanager_docker_op_latency_seconds_bucket" in names
             active = {
                 r["metric"]["worker"]
-                for r in _query(base, "instance_worker:rtmanager_loop_age:active")
+                for r in _query(base, "instance_worker:rtmanager_loop_age_seconds:active")
             }
             assert active == {"probe_worker", "events_listener", "inspect_worker"}
             _wait_for(lambda: _query(base, 'ALERTS{alertname="RtmLoopWedged"}'), "RtmLoopWedged")

@@ -21,7 +21,7 @@ REQUIRED_SIGNALS = {
     "rtmanager_reconcile_drift_total",
     "rtmanager_lease_conflicts_total",
     "rtmanager_leader",
-    "rtmanager_loop_age",
+    "rtmanager_loop_age_seconds",
     "up",
 }
 

@@ -111,7 +111,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.backend == "swarm":
             cluster.create_overlay(network)
             engine: Any = SwarmEngine(
-                aiodocker.Docker(url=cluster.manager.host), stack="density", network=network
+                DockerEngine(
+                    aiodocker.Docker(url=cluster.manager.host), stack="density", network=network
+                )
             )
         else:
             cluster.manager.docker("network", "create", network)

@@ -18,6 +18,7 @@ from core.test_lifecycle import (  # noqa: F401  (collected here, run on the swa
     GM,
     V100,
     op_rows,
+    test_a_crash_leftover_container_is_replaced_on_start,
     test_a_silent_lobby_costs_the_start_nothing,
     test_cleanup_rules_and_state_dir_kept,
     test_disallowed_prefix_is_refused_with_a_notification,
@@ -162,22 +163,3 @@ async def test_an_engine_that_cannot_start_leaves_nothing_behind(
     assert await core.docker.list_owned(game_id) == []
     (row,) = await op_rows(core, game_id)
     assert (row.outcome, row.error_code) == ("failure", "container_start_failed")
-
-
-async def test_a_crash_leftover_service_is_replaced_on_start(core: Core, game_id: str) -> None:
-    """A service created before a crash, with no record, does not block the next start.
-    (tests/core's version of this test reaches PostgreSQL through an attribute the
-    rig does not have; this one goes through `core.infra`.)"""
-    from sqlalchemy import text
-
-    first = await core.lifecycle.start(game_id, V100, GM)
-    assert first.record is not None
-    async with core.infra.postgres.begin() as conn:
-        await conn.execute(
-            text("DELETE FROM rtmanager.runtime_records WHERE game_id = :g"), {"g": game_id}
-        )
-    again = await core.lifecycle.start(game_id, V100, GM)
-    assert again.record is not None and not again.replay
-    assert again.record.current_container_id != first.record.current_container_id
-    services = await core.docker.list_owned(game_id)
-    assert [c.id for c in services] == [again.record.current_container_id]

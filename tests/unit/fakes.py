@@ -612,6 +612,8 @@ class Fakes:
     lobby: FakeLobby
     metrics: Metrics
     metric_reader: InMemoryMetricReader
+    #: The lifecycle's own reporter, for what the watcher reports through it.
+    health: HealthReporter
     #: Engine calls and expected-exit marks, in the order they happened.
     journal: Journal
 
@@ -659,6 +661,7 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
     exits = FakeExpectedExits(journal)
     publisher = FakeEventPublisher()
     lobby = FakeLobby()
+    health = HealthReporter(publisher, repos, metrics)
     fakes = Fakes(
         settings=settings,
         clock=clock,
@@ -670,6 +673,7 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
         lobby=lobby,
         metrics=metrics,
         metric_reader=reader,
+        health=health,
         journal=journal,
     )
     deps = LifecycleDeps(
@@ -678,7 +682,7 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
         docker=engine,
         leases=leases,
         publishers=publisher,
-        health=HealthReporter(publisher, repos, metrics),
+        health=health,
         lobby=lobby,
         exits=exits,
         metrics=metrics,

@@ -10,6 +10,7 @@ from rtm_core.domain.errors import (
     InternalError,
     OperationInProgress,
     RtmError,
+    ServiceUnavailable,
 )
 from rtm_core.domain.ordering import GameFence
 from rtm_core.lifecycle import Lifecycle
@@ -102,15 +103,28 @@ async def test_an_unexpected_exception_is_an_internal_error_row(
     assert fakes.leases.holders == {}
 
 
+@pytest.mark.parametrize(
+    ("failure", "error", "code"),
+    [
+        # What the PostgreSQL adapter raises when the server goes away mid-commit.
+        (
+            ServiceUnavailable("postgres unavailable: server closed the connection"),
+            ServiceUnavailable,
+            "service_unavailable",
+        ),
+        # Anything the adapter does not map is a bug, recorded as internal_error.
+        (RuntimeError("server closed the connection"), InternalError, "internal_error"),
+    ],
+)
 async def test_a_failed_commit_writes_no_record_but_still_one_failure_row(
-    lifecycle: Lifecycle, fakes: Fakes
+    lifecycle: Lifecycle, fakes: Fakes, failure: Exception, error: type[RtmError], code: str
 ) -> None:
-    fakes.repos.commit_failures.append(ConnectionError("server closed the connection"))
-    with pytest.raises(InternalError, match="server closed"):
+    fakes.repos.commit_failures.append(failure)
+    with pytest.raises(error, match="server closed"):
         await lifecycle.start(GAME, V100, GM)
     assert fakes.record(GAME) is None
     (row,) = fakes.rows(GAME)
-    assert (row.outcome, row.error_code) == ("failure", "internal_error")
+    assert (row.outcome, row.error_code) == ("failure", code)
     # Nothing was committed, so nothing is announced.
     assert fakes.publisher.health_events == []
 

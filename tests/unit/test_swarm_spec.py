@@ -57,7 +57,9 @@ def service(replicas: int = 1, constraint: str | None = None) -> dict[str, Any]:
     }
 
 
-def task(state: str, node_id: str = "n1", created: str = "2026-01-01T00:00:01Z", **status: Any):
+def task(
+    state: str, node_id: str = "n1", created: str = "2026-01-01T00:00:01Z", **status: Any
+) -> dict[str, Any]:
     return {
         "ID": f"t-{state}-{created}",
         "ServiceID": "svc1",

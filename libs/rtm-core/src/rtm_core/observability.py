@@ -84,7 +84,12 @@ class GaugeValues:
 
 
 class Metrics:
-    """The instruments of SPEC §9 plus what operators need to see the streams."""
+    """The instruments of SPEC §9 plus what operators need to see the streams.
+
+    Durations and ages carry `unit="s"`: the Prometheus exporter appends the
+    unit, so `rtmanager.docker_op_latency` is served as
+    `rtmanager_docker_op_latency_seconds_*` (docs/architecture.md lists them).
+    """
 
     def __init__(self, meter: metrics.Meter | None = None) -> None:
         m = meter or metrics.get_meter("rtmanager")
@@ -116,20 +121,24 @@ class Metrics:
         m.create_observable_gauge(
             "rtmanager.loop_age",
             [self.loop_age.callback],
+            unit="s",
             description="Seconds since the loop last completed an iteration",
         )
         self.docker_op_latency = m.create_histogram(
             "rtmanager.docker_op_latency",
+            unit="s",
             description="Docker API call latency in seconds",
             explicit_bucket_boundaries_advisory=DOCKER_OP_BUCKETS,
         )
         self.job_duration = m.create_histogram(
             "rtmanager.job_duration",
+            unit="s",
             description="Stream job duration in seconds",
             explicit_bucket_boundaries_advisory=JOB_BUCKETS,
         )
         self.probe_latency = m.create_histogram(
             "rtmanager.probe_latency",
+            unit="s",
             description="Engine /healthz probe latency in seconds",
             explicit_bucket_boundaries_advisory=PROBE_BUCKETS,
         )
@@ -151,6 +160,10 @@ class Metrics:
         self.loop_iterations = m.create_counter(
             "rtmanager.loop_iterations", description="Completed background loop iterations"
         )
+        self.jobs_dead_lettered = m.create_counter(
+            "rtmanager.jobs_dead_lettered",
+            description="Stream jobs given up after too many deliveries (dead-lettered)",
+        )
 
         self.start_counters_at_zero()
 
@@ -165,6 +178,7 @@ class Metrics:
         for stream in ("start_jobs", "stop_jobs"):
             for outcome in ("success", "failure"):
                 self.jobs_processed.add(0, {"stream": stream, "outcome": outcome})
+            self.jobs_dead_lettered.add(0, {"stream": stream})
         for kind in ("adopt", "dispose", "observed_exited"):
             self.reconcile_drift.add(0, {"kind": kind})
         for event_type in HealthEventType:

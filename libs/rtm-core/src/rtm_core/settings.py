@@ -7,6 +7,7 @@ reference `.env` writes them.
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -118,6 +119,16 @@ class Settings(BaseSettings):
     image_pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     image_allowed_prefixes: CsvList = ()
     stack: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    #: Deadline of every Docker call but pulls and stops (an expired call fails
+    #: with its SPEC code; nothing waits on a wedged daemon holding a lease).
+    docker_call_timeout: Duration = 30.0
+    #: Deadline of one image pull, registry round trips and layer downloads included.
+    docker_pull_timeout: Duration = 300.0
+    #: A Docker `config.json` (or the directory holding one): pulls send the
+    #: `auths` entry of the image's registry. Unset: anonymous pulls. Only
+    #: `auths` is read; `credsStore`/`credHelpers` programs are never run.
+    docker_config: Path | None = None
+
     engine_backend: EngineBackend = EngineBackend.DOCKER
 
     # Swarm backend (engine_backend=swarm; ignored otherwise)
@@ -167,6 +178,14 @@ class Settings(BaseSettings):
     jobs_consumer_name: str | None = None
     jobs_concurrency: int = Field(default=16, gt=0)
     jobs_claim_idle: Duration = 60.0
+    #: A job whose entry was delivered more times than this without completing
+    #: (a replica crashed or failed in it each time) is answered `internal_error`
+    #: and copied to the dead-letter stream instead of being run again.
+    jobs_max_deliveries: int = Field(default=5, gt=0)
+    redis_dead_letter_stream: str = "runtime:dead_letter"
+    #: How long a job retries an unavailable PostgreSQL, Redis or Docker, from
+    #: when this replica picked its entry up; then it is answered with that code.
+    jobs_deadline: Duration = 300.0
 
     # Coordination
     game_lease_ttl_seconds: int = Field(default=60, gt=0)
@@ -190,6 +209,22 @@ class Settings(BaseSettings):
         if not value.startswith(("unix://", "tcp://", "http://", "https://")):
             raise ValueError("must start with unix:// or tcp://")
         return value
+
+    @field_validator("docker_config")
+    @classmethod
+    def _docker_config(cls, value: Path | None) -> Path | None:
+        """The config file itself (a directory means its `config.json`), checked
+        to be a JSON object now, so a bad one stops the process at boot."""
+        if value is None:
+            return None
+        path = value / "config.json" if value.is_dir() else value
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"must name a readable Docker config.json: {exc}") from None
+        if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
+            raise ValueError(f"{path} is not a Docker config.json (no `auths` object)")
+        return path
 
     @field_validator("swarm_placement_spread")
     @classmethod

@@ -9,11 +9,12 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.trace import TracerProvider
 
+from rtm_api.bootstrap import ApiDeps
+from rtm_api.deps import bind, bound
 from rtm_api.errors import install_error_handlers
 from rtm_api.middleware import RequestMiddleware
 from rtm_api.routes import runtimes_router
-from rtm_core.runtime.bootstrap import Core
-from rtm_core.runtime.ops_http import health_router
+from rtm_core.runtime.ops_http import probes_router
 
 OPENAPI_URL = "/openapi.json"
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
@@ -43,8 +44,16 @@ class RtmApi(FastAPI):
         return self.openapi_schema
 
 
-def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """The app over a booted core. Routes use `core` per request only.
+def create_app(deps: ApiDeps, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The app serving with `deps` (see `declare_app`)."""
+    app = declare_app(tracer_provider=tracer_provider)
+    bind(app, deps)
+    return app
+
+
+def declare_app(*, tracer_provider: TracerProvider | None = None) -> RtmApi:
+    """Every route, bound to no dependencies yet: what the OpenAPI document
+    describes. Routes read the `ApiDeps` bound by `create_app` per request.
 
     Telemetry is FastAPI's native OpenTelemetry support, on the global
     providers `rtm_core.runtime.telemetry` installs (or `tracer_provider`): one server
@@ -67,6 +76,6 @@ def create_app(core: Core, *, tracer_provider: TracerProvider | None = None) -> 
     )
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware)
-    app.include_router(health_router(core))
-    app.include_router(runtimes_router(core))
+    app.include_router(probes_router(lambda: bound(app).ready()))
+    app.include_router(runtimes_router())
     return app

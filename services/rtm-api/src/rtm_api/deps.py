@@ -1,17 +1,40 @@
-"""Request dependencies: the caller's op_source and the optional bearer token."""
+"""Request dependencies: the `ApiDeps` the app serves with, the caller's op_source
+and the optional bearer token.
+
+Routes are declared over no dependencies at all (the OpenAPI document is
+built that way) and read the `ApiDeps` that `app.create_app` bound to the
+app once per request, as the `Deps` parameter.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.applications import Starlette
 
+from rtm_api.bootstrap import ApiDeps
 from rtm_core.domain.errors import Unauthorized
 from rtm_core.domain.vocabulary import OpSource
-from rtm_core.settings import Settings
+
+
+def bind(app: Starlette, deps: ApiDeps) -> None:
+    app.state.deps = deps
+
+
+def bound(app: Starlette) -> ApiDeps:
+    """What `bind` gave the app (AttributeError on a declared-only app)."""
+    deps: ApiDeps = app.state.deps
+    return deps
+
+
+async def api_deps(request: Request) -> ApiDeps:
+    return bound(request.app)
+
+
+Deps = Annotated[ApiDeps, Depends(api_deps)]
 
 #: Declares the scheme in OpenAPI; the check itself is `bearer_guard`, which
 #: answers with RTM's envelope rather than FastAPI's own 403 page.
@@ -24,23 +47,15 @@ bearer_scheme = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-def bearer_guard(settings: Settings) -> Callable[[Credentials], Awaitable[None]]:
-    """A dependency refusing requests without the configured token (constant-time compare)."""
-    expected = (
-        settings.internal_api_token.get_secret_value().encode()
-        if settings.internal_api_token is not None
-        else None
-    )
-
-    async def check(credentials: Credentials) -> None:
-        if expected is None:
-            return
-        if credentials is None:
-            raise Unauthorized("missing bearer token")
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
-            raise Unauthorized("invalid bearer token")
-
-    return check
+async def bearer_guard(credentials: Credentials, deps: Deps) -> None:
+    """Refuse requests without the configured token (constant-time compare)."""
+    token = deps.settings.internal_api_token
+    if token is None:
+        return
+    if credentials is None:
+        raise Unauthorized("missing bearer token")
+    if not hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("invalid bearer token")
 
 
 async def op_source(

@@ -6,7 +6,8 @@ Every error leaves as `{"error":{"code":"…","message":"…"}}`:
 - FastAPI's request validation (malformed JSON, missing field, wrong type,
   bad query value) as 400 `invalid_request`;
 - Starlette's own errors (unknown route, wrong method) by status, below;
-- anything else as 500 `internal_error`, logged (see `middleware`).
+- anything else as the one `InternalError` (500 `internal_error`), logged
+  (see `middleware`).
 
 `error_responses` declares the same shapes per route in the OpenAPI document.
 """
@@ -22,8 +23,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from rtm_api.schemas import ErrorEnvelope
-from rtm_core.domain.errors import InvalidRequest, NotFound, RtmError, Unauthorized
-from rtm_core.lifecycle.operation import InternalError
+from rtm_core.domain.errors import (
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    RtmError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from rtm_core.runtime.ops_http import error_body
 
 #: Codes for errors Starlette raises before any RTM code runs.
@@ -84,9 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def error_responses(*errors: type[RtmError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these errors, grouped by status, plus 400/401/500.
+    """OpenAPI `responses` for these errors, grouped by status, plus 400/401/500/503.
 
-    Every route can answer 400 (its input's shape), 401 (the token) and 500.
+    Every route can answer 400 (its input's shape), 401 (the token), 500 and
+    503 (PostgreSQL or Redis unreachable: the adapters raise `ServiceUnavailable`).
     """
     by_status: dict[int, list[str]] = {}
     for error in _with_defaults(errors):
@@ -100,4 +108,4 @@ def error_responses(*errors: type[RtmError]) -> dict[int | str, dict[str, Any]]:
 
 
 def _with_defaults(errors: Iterable[type[RtmError]]) -> list[type[RtmError]]:
-    return [InvalidRequest, Unauthorized, *errors, InternalError]
+    return [InvalidRequest, Unauthorized, *errors, InternalError, ServiceUnavailable]

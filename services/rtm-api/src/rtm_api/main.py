@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from rtm_api.app import create_app
-from rtm_core.runtime.bootstrap import boot
+from rtm_api.bootstrap import bootstrap
+from rtm_core.runtime.bootstrap import CoreAdapters, boot
 from rtm_core.runtime.process import run_process
 from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
@@ -14,8 +15,9 @@ PROCESS = "rtm-api"
 
 
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
-    core = await boot(settings, PROCESS)
-    await run_service(core, stop, app=create_app(core), addr=settings.internal_http_addr)
+    infra = await boot(settings, PROCESS)
+    deps = bootstrap(infra, CoreAdapters.over(infra))
+    await run_service(infra, stop, app=create_app(deps), addr=settings.internal_http_addr)
 
 
 def main() -> None:

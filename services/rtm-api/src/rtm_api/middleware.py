@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rtm_api.errors import error_response
-from rtm_core.lifecycle.operation import InternalError
+from rtm_core.domain.errors import InternalError
 
 log = logging.getLogger("rtm_api.http")
 

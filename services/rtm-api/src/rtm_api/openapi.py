@@ -1,7 +1,7 @@
 """Print rtm-api's OpenAPI document: `python -m rtm_api.openapi > docs/api/openapi.json`.
 
-The document does not depend on configuration or on live dependencies, so
-it is built over no core at all (routes only use the core per request).
+The document describes route declarations only, so it is built from
+`declare_app()`: no configuration, no connections, no dependencies bound.
 A test compares the committed file with the live app's `app.openapi()`.
 """
 
@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, cast
+from typing import Any
 
-from rtm_api.app import create_app
-from rtm_core.runtime.bootstrap import Core
-from rtm_core.settings import Settings
+from rtm_api.app import declare_app
 
 
 def document() -> dict[str, Any]:
-    return create_app(cast(Core, _SchemaOnlyCore())).openapi()
-
-
-class _SchemaOnlyCore:
-    """Stands in for `Core` while routes are declared; no request ever reaches it."""
-
-    settings = Settings.model_construct()  # defaults only; nothing is read from the env
+    return declare_app().openapi()
 
 
 def render(doc: dict[str, Any]) -> str:

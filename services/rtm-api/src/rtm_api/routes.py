@@ -1,16 +1,20 @@
-"""`/api/v1/internal/runtimes`: parse, call `core.lifecycle` / the repositories, translate out.
+"""`/api/v1/internal/runtimes`: parse, call the lifecycle or read the records, translate out.
 
 Every lifecycle call runs with REST semantics: `lease_wait=0`, so a game
-another operation holds answers 409 `operation_in_progress` at once.
+another operation holds answers 409 `operation_in_progress` at once. What
+each operation can answer is `OPERATION_ERRORS`, the route's OpenAPI error
+list; tests/api/test_error_contract.py checks it against what the lifecycle
+and the adapters under it can raise.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from rtm_api.deps import Source, bearer_guard
+from rtm_api.deps import Deps, Source, bearer_guard
 from rtm_api.errors import error_responses
 from rtm_api.schemas import (
     ImageRequest,
@@ -27,12 +31,12 @@ from rtm_core.domain.errors import (
     ImageRefNotSemver,
     NotFound,
     OperationInProgress,
+    RtmError,
     SemverPatchOnly,
     StartConfigInvalid,
 )
-from rtm_core.domain.vocabulary import GAME_ID_RE, RuntimeStatus, require_game_id
+from rtm_core.domain.vocabulary import GAME_ID_RE, OpKind, RuntimeStatus, require_game_id
 from rtm_core.lifecycle import OperationResult
-from rtm_core.runtime.bootstrap import Core
 
 PREFIX = "/api/v1/internal/runtimes"
 
@@ -46,6 +50,24 @@ OPERATIONS_MAX_LIMIT = 500
 _RETIRE = (OperationInProgress, DockerUnavailable)
 #: …and one that creates a container.
 _LAUNCH = (*_RETIRE, ImagePullFailed, ContainerStartFailed)
+
+#: What each lifecycle operation can raise, beyond the 400 `invalid_request`,
+#: 401 and 500 every route answers (`errors.error_responses`); in this order
+#: in each route's OpenAPI responses.
+OPERATION_ERRORS: Mapping[OpKind, tuple[type[RtmError], ...]] = {
+    OpKind.START: (StartConfigInvalid, Conflict, *_LAUNCH),
+    OpKind.STOP: (NotFound, *_RETIRE),
+    OpKind.RESTART: (StartConfigInvalid, NotFound, Conflict, *_LAUNCH),
+    OpKind.PATCH: (
+        StartConfigInvalid,
+        ImageRefNotSemver,
+        SemverPatchOnly,
+        NotFound,
+        Conflict,
+        *_LAUNCH,
+    ),
+    OpKind.CLEANUP_CONTAINER: (NotFound, Conflict, *_RETIRE),
+}
 
 
 #: Documented, not enforced by FastAPI: core answers a bad game_id with the
@@ -61,22 +83,26 @@ def _record(result: OperationResult) -> RuntimeRecord:
     return RuntimeRecord.of(result.record)
 
 
-def runtimes_router(core: Core) -> APIRouter:
-    router = APIRouter(
-        prefix=PREFIX, tags=["runtimes"], dependencies=[Depends(bearer_guard(core.settings))]
-    )
+def _errors(kind: OpKind) -> dict[int | str, dict[str, Any]]:
+    return error_responses(*OPERATION_ERRORS[kind])
+
+
+def runtimes_router() -> APIRouter:
+    """The routes, declared over no dependencies: each reads its `Deps` per request."""
+    router = APIRouter(prefix=PREFIX, tags=["runtimes"], dependencies=[Depends(bearer_guard)])
 
     @router.get("", response_model=RuntimeList, responses=error_responses())
     async def list_runtimes(
+        deps: Deps,
         status: Annotated[RuntimeStatus | None, Query(description="Only this status")] = None,
     ) -> RuntimeList:
         """Every runtime record, by game_id."""
-        return RuntimeList.of(await core.repos.list_records(status and status.value))
+        return RuntimeList.of(await deps.records.list_records(status and status.value))
 
     @router.get("/{game_id}", response_model=RuntimeRecord, responses=error_responses(NotFound))
-    async def get_runtime(game_id: GameId) -> RuntimeRecord:
+    async def get_runtime(game_id: GameId, deps: Deps) -> RuntimeRecord:
         """One game's runtime record."""
-        row = await core.repos.get_record(require_game_id(game_id))
+        row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
             raise NotFound(f"no runtime for game {game_id}")
         return RuntimeRecord.of(row)
@@ -84,69 +110,53 @@ def runtimes_router(core: Core) -> APIRouter:
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(
         game_id: GameId,
+        deps: Deps,
         limit: Annotated[
             int, Query(ge=1, le=OPERATIONS_MAX_LIMIT, description="Rows to return")
         ] = OPERATIONS_DEFAULT_LIMIT,
     ) -> OperationList:
         """The game's operation log, newest first (empty for a game RTM never saw)."""
-        return OperationList.of(await core.repos.operations(require_game_id(game_id), limit))
+        return OperationList.of(await deps.operations.operations(require_game_id(game_id), limit))
 
-    @router.post(
-        "/{game_id}/start",
-        response_model=RuntimeRecord,
-        responses=error_responses(StartConfigInvalid, Conflict, *_LAUNCH),
-    )
-    async def start(game_id: GameId, body: ImageRequest, source: Source) -> RuntimeRecord:
+    @router.post("/{game_id}/start", response_model=RuntimeRecord, responses=_errors(OpKind.START))
+    async def start(
+        game_id: GameId, body: ImageRequest, source: Source, deps: Deps
+    ) -> RuntimeRecord:
         """Start the game's engine; the same image already running is a success (replay)."""
         return _record(
-            await core.lifecycle.start(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
+            await deps.lifecycle.start(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
         )
 
-    @router.post(
-        "/{game_id}/stop",
-        response_model=RuntimeRecord,
-        responses=error_responses(NotFound, *_RETIRE),
-    )
-    async def stop(game_id: GameId, body: StopRequest, source: Source) -> RuntimeRecord:
+    @router.post("/{game_id}/stop", response_model=RuntimeRecord, responses=_errors(OpKind.STOP))
+    async def stop(game_id: GameId, body: StopRequest, source: Source, deps: Deps) -> RuntimeRecord:
         """Stop the engine, keep its container; an already stopped runtime is a replay."""
         return _record(
-            await core.lifecycle.stop(game_id, body.reason, source, lease_wait=REST_LEASE_WAIT)
+            await deps.lifecycle.stop(game_id, body.reason, source, lease_wait=REST_LEASE_WAIT)
         )
 
     @router.post(
-        "/{game_id}/restart",
-        response_model=RuntimeRecord,
-        responses=error_responses(StartConfigInvalid, NotFound, Conflict, *_LAUNCH),
+        "/{game_id}/restart", response_model=RuntimeRecord, responses=_errors(OpKind.RESTART)
     )
-    async def restart(game_id: GameId, source: Source) -> RuntimeRecord:
+    async def restart(game_id: GameId, source: Source, deps: Deps) -> RuntimeRecord:
         """Recreate the engine with its current image; works from running and stopped."""
-        return _record(await core.lifecycle.restart(game_id, source, lease_wait=REST_LEASE_WAIT))
+        return _record(await deps.lifecycle.restart(game_id, source, lease_wait=REST_LEASE_WAIT))
 
-    @router.post(
-        "/{game_id}/patch",
-        response_model=RuntimeRecord,
-        responses=error_responses(
-            StartConfigInvalid,
-            ImageRefNotSemver,
-            SemverPatchOnly,
-            NotFound,
-            Conflict,
-            *_LAUNCH,
-        ),
-    )
-    async def patch(game_id: GameId, body: ImageRequest, source: Source) -> RuntimeRecord:
+    @router.post("/{game_id}/patch", response_model=RuntimeRecord, responses=_errors(OpKind.PATCH))
+    async def patch(
+        game_id: GameId, body: ImageRequest, source: Source, deps: Deps
+    ) -> RuntimeRecord:
         """Recreate the engine with a new patch version of its image."""
         return _record(
-            await core.lifecycle.patch(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
+            await deps.lifecycle.patch(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
         )
 
     @router.delete(
         "/{game_id}/container",
         response_model=RuntimeRecord,
-        responses=error_responses(NotFound, Conflict, *_RETIRE),
+        responses=_errors(OpKind.CLEANUP_CONTAINER),
     )
-    async def cleanup(game_id: GameId, source: Source) -> RuntimeRecord:
+    async def cleanup(game_id: GameId, source: Source, deps: Deps) -> RuntimeRecord:
         """Remove a stopped engine's container; the state directory stays."""
-        return _record(await core.lifecycle.cleanup(game_id, source, lease_wait=REST_LEASE_WAIT))
+        return _record(await deps.lifecycle.cleanup(game_id, source, lease_wait=REST_LEASE_WAIT))
 
     return router

@@ -2,9 +2,10 @@
 
 The broker declares every stream RTM consumes (start and stop jobs, through
 the consumer group) and publishes (job results, health events, notification
-intents), with the field sets of `rtm_jobs.schemas`. It is a declaration: it
-is never connected. Consumption runs in `rtm_jobs.consumer` (its docstring
-says why) and publishing is plain XADD in `rtm_core.domain.wire`, because
+intents), with the shapes of `rtm_core.domain.wire`: the models that decode
+and encode the entries are the ones documented. It is a declaration: it is
+never connected. Consumption runs in `rtm_jobs.consumer` (its docstring says
+why) and publishing is plain XADD of each shape's `fields()`, because
 FastStream's `publish` would wrap each entry in its own envelope.
 
     python -m rtm_jobs.asyncapi            # print the document
@@ -25,14 +26,15 @@ from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 from faststream.specification import AsyncAPI
 
-from rtm_core.settings import Settings
-from rtm_jobs.schemas import (
-    HealthEventEntry,
-    JobResultEntry,
+from rtm_core.domain.wire import (
+    DeadLetter,
+    HealthEvent,
+    JobResult,
     NotificationIntentEntry,
-    StartJobEntry,
-    StopJobEntry,
+    StartJob,
+    StopJob,
 )
+from rtm_core.settings import Settings
 
 DOCUMENT = Path(__file__).resolve().parents[4] / "docs" / "api" / "asyncapi.json"
 VERSION = "1.0.0"
@@ -64,7 +66,7 @@ def build_app() -> FastStream:
             "they carry a game_id."
         ),
     )
-    async def start_job(job: StartJobEntry) -> None:
+    async def start_job(job: StartJob) -> None:
         """Start a game's engine container."""
 
     @broker.subscriber(
@@ -76,20 +78,32 @@ def build_app() -> FastStream:
             "unknown game is failure + not_found."
         ),
     )
-    async def stop_job(job: StopJobEntry) -> None:
+    async def stop_job(job: StopJob) -> None:
         """Stop a game's engine container."""
 
     broker.publisher(
         stream=_default("redis_job_results_stream"),
         title="runtime:job_results",
         description="RTM → Lobby (RTMANAGER_REDIS_JOB_RESULTS_STREAM), plain XADD.",
-        schema=JobResultEntry,
+        schema=JobResult,
+    )
+    broker.publisher(
+        stream=_default("redis_dead_letter_stream"),
+        title="runtime:dead_letter",
+        description=(
+            "RTM → operators (RTMANAGER_REDIS_DEAD_LETTER_STREAM), plain XADD in the same "
+            "step as the job's failure + internal_error result. A start or stop job whose "
+            "entry was delivered more than RTMANAGER_JOBS_MAX_DELIVERIES times without "
+            "completing: the job's own fields as written, then the fields below. Replay it "
+            "by XADDing the job's own fields to source_stream (docs/runbook.md)."
+        ),
+        schema=DeadLetter,
     )
     broker.publisher(
         stream=_default("redis_health_events_stream"),
         title="runtime:health_events",
         description="RTM → anyone (RTMANAGER_REDIS_HEALTH_EVENTS_STREAM), plain XADD.",
-        schema=HealthEventEntry,
+        schema=HealthEvent,
     )
     broker.publisher(
         stream=_default("notification_intents_stream"),

@@ -1,75 +1,79 @@
 """The Lobby door's edge: stream entries in, lifecycle calls, job results out.
 
-Nothing here decides a lifecycle rule. An entry is decoded into fields, its
-envelope (`requested_at_ms`) is checked, and the fields go to
-`core.lifecycle.start/stop`, which validates `game_id`, `image_ref` and
-`reason` itself and raises the SPEC's errors. `job_result` is the one table
-that turns what the lifecycle returned or raised into a `runtime:job_results`
-entry.
+Nothing here decides a lifecycle rule, and nothing here knows a field of
+the wire: an entry is decoded by `rtm_core.domain.wire` (`StartJob`,
+`StopJob`), which checks what only the stream carries, and the job goes to
+`lifecycle.start/stop`, which validates `game_id`, `image_ref` and `reason`
+itself and raises the SPEC's errors. The entry id goes along as the job's
+place in its game's order: a job re-delivered after a newer one of its game
+was applied is answered from the game's state (superseded), not run again.
+`job_result` is the one table that turns what the lifecycle returned or
+raised into a `runtime:job_results` entry.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from rtm_core.domain.errors import InvalidRequest, RtmError, StartConfigInvalid
+from rtm_core.domain.errors import InternalError, InvalidRequest, RtmError, StartConfigInvalid
 from rtm_core.domain.vocabulary import OpKind, OpSource, Outcome
-from rtm_core.domain.wire import JobResult
+from rtm_core.domain.wire import Job, JobResult, MalformedJob, StartJob, StopJob
 from rtm_core.lifecycle import OperationResult
-from rtm_core.runtime.bootstrap import Core
 from rtm_core.settings import Settings
-from rtm_jobs.schemas import StartJobEntry, StopJobEntry
+from rtm_jobs.bootstrap import JobsDeps
 
-Fields = dict[str, str]
-RawFields = Mapping[bytes, bytes] | None
-Call = Callable[[Core, Fields], Awaitable[OperationResult]]
-
-#: What an unexpected exception (not an `RtmError`) becomes on the wire.
-INTERNAL_ERROR = "internal_error"
+J = TypeVar("J", bound=Job)
 
 
-class PoisonEntry(Exception):
-    """An entry that names no game: there is nobody to send a result to."""
-
-
-async def _start(core: Core, fields: Fields) -> OperationResult:
-    return await core.lifecycle.start(
-        fields["game_id"],
-        fields.get("image_ref", ""),
+async def _start(deps: JobsDeps, job: StartJob, entry_id: str) -> OperationResult:
+    return await deps.lifecycle.start(
+        job.game_id,
+        job.image_ref,
         OpSource.LOBBY_STREAM,
-        lease_wait=core.settings.game_lease_ttl_seconds,
+        lease_wait=deps.settings.game_lease_ttl_seconds,
+        job_id=entry_id,
     )
 
 
-async def _stop(core: Core, fields: Fields) -> OperationResult:
-    return await core.lifecycle.stop(
-        fields["game_id"],
-        fields.get("reason", ""),
+async def _stop(deps: JobsDeps, job: StopJob, entry_id: str) -> OperationResult:
+    return await deps.lifecycle.stop(
+        job.game_id,
+        job.reason,
         OpSource.LOBBY_STREAM,
-        lease_wait=core.settings.game_lease_ttl_seconds,
+        lease_wait=deps.settings.game_lease_ttl_seconds,
+        job_id=entry_id,
     )
 
 
 @dataclass(frozen=True)
-class JobStream:
+class JobStream(Generic[J]):
     """One incoming stream: where it lives, how its loop is named, what it calls."""
 
     label: str  # `stream` attribute of rtmanager.jobs_processed
     worker: str  # `worker` field of `worker started`
     op_kind: OpKind
     offset_key: str
-    fields: tuple[str, ...]
-    #: The error a malformed envelope raises: what the lifecycle raises for bad input.
+    shape: type[J]
+    #: What a malformed job is answered with: what the lifecycle raises for bad input.
     invalid: type[RtmError]
-    call: Call
+    #: Runs the job; the entry id orders it among the game's jobs (`lifecycle.operation.Job`).
+    call: Callable[[JobsDeps, J, str], Awaitable[OperationResult]]
     stream_setting: str
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.shape.model_fields)
 
     def stream(self, settings: Settings) -> str:
         name = getattr(settings, self.stream_setting)
         assert isinstance(name, str)
         return name
+
+    def refusal(self, malformed: MalformedJob) -> RtmError:
+        """A malformed job's error, with the SPEC code of this stream's bad input."""
+        return self.invalid(str(malformed))
 
 
 START_JOBS = JobStream(
@@ -77,7 +81,7 @@ START_JOBS = JobStream(
     worker="start_jobs_consumer",
     op_kind=OpKind.START,
     offset_key="rtmanager:stream_offsets:startjobs",
-    fields=tuple(StartJobEntry.model_fields),
+    shape=StartJob,
     invalid=StartConfigInvalid,
     call=_start,
     stream_setting="redis_start_jobs_stream",
@@ -87,57 +91,11 @@ STOP_JOBS = JobStream(
     worker="stop_jobs_consumer",
     op_kind=OpKind.STOP,
     offset_key="rtmanager:stream_offsets:stopjobs",
-    fields=tuple(StopJobEntry.model_fields),
+    shape=StopJob,
     invalid=InvalidRequest,
     call=_stop,
     stream_setting="redis_stop_jobs_stream",
 )
-
-
-def decode_entry(raw: RawFields) -> Fields:
-    """Field/value pairs as text. An entry that carries one field holding a JSON
-    object (a producer that writes the job as one blob) is unpacked into fields.
-
-    Raises `PoisonEntry` for an entry that was deleted (trimmed while pending)
-    or a blob that is not a JSON object.
-    """
-    if not raw:
-        raise PoisonEntry("entry has no fields (deleted or trimmed)")
-    fields = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in raw.items()}
-    if "game_id" in fields or len(fields) != 1:
-        return fields
-    ((name, blob),) = fields.items()
-    try:
-        document = json.loads(blob)
-    except ValueError:
-        raise PoisonEntry(f"field {name!r} is not JSON and the entry has no game_id") from None
-    if not isinstance(document, dict):
-        raise PoisonEntry(f"field {name!r} is not a JSON object")
-    return {
-        str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-        for k, v in document.items()
-    }
-
-
-def game_id_of(fields: Fields) -> str:
-    """The game an entry is about, as written; `PoisonEntry` when it names none."""
-    game_id = fields.get("game_id", "")
-    if not game_id:
-        raise PoisonEntry("entry has no game_id")
-    return game_id
-
-
-def check_envelope(jobs: JobStream, fields: Fields) -> None:
-    """`requested_at_ms` must be there and be decimal milliseconds.
-
-    The payload fields proper (`image_ref`, `reason`, `game_id`) are the
-    lifecycle's to judge, so a bad one gets exactly the error REST would get.
-    """
-    value = fields.get("requested_at_ms")
-    if value is None:
-        raise jobs.invalid("requested_at_ms is required")
-    if not (value.isascii() and value.isdigit()):
-        raise jobs.invalid("requested_at_ms must be epoch milliseconds (decimal digits)")
 
 
 def job_result(game_id: str, outcome: OperationResult | BaseException) -> JobResult:
@@ -158,11 +116,21 @@ def job_result(game_id: str, outcome: OperationResult | BaseException) -> JobRes
                 container_id=(record.current_container_id or "") if record else "",
                 engine_endpoint=(record.engine_endpoint or "") if record else "",
                 error_code=outcome.error_code,
+                error_message="",
             )
         case RtmError(code=code, message=message):
-            return JobResult(game_id, Outcome.FAILURE, error_code=code, error_message=message)
+            return _failure(game_id, code, message)
         case _:
             message = str(outcome) or type(outcome).__name__
-            return JobResult(
-                game_id, Outcome.FAILURE, error_code=INTERNAL_ERROR, error_message=message
-            )
+            return _failure(game_id, InternalError.code, message)
+
+
+def _failure(game_id: str, code: str, message: str) -> JobResult:
+    return JobResult(
+        game_id=game_id,
+        outcome=Outcome.FAILURE,
+        container_id="",
+        engine_endpoint="",
+        error_code=code,
+        error_message=message,
+    )

@@ -6,24 +6,28 @@ from __future__ import annotations
 
 import asyncio
 
-from rtm_core.runtime.bootstrap import boot
+from rtm_core.runtime.bootstrap import CoreAdapters, boot
 from rtm_core.runtime.ops_http import ops_app
 from rtm_core.runtime.process import run_process
 from rtm_core.runtime.runner import run_service
 from rtm_core.settings import Settings
+from rtm_jobs.bootstrap import bootstrap
 from rtm_jobs.consumer import consumers
 
-
-def main() -> None:
-    run_process("rtm-jobs", _main)
+PROCESS = "rtm-jobs"
 
 
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
-    core = await boot(settings, "rtm-jobs")
+    infra = await boot(settings, PROCESS)
+    deps = bootstrap(infra, CoreAdapters.over(infra))
     await run_service(
-        core,
+        infra,
         stop,
-        app=ops_app(core),
+        app=ops_app(infra),
         addr=settings.ops_http_addr,
-        workers=[consumer.run for consumer in consumers(core)],
+        workers=[consumer.run for consumer in consumers(deps)],
     )
+
+
+def main() -> None:
+    run_process(PROCESS, _main)

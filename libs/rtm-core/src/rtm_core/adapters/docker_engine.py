@@ -4,6 +4,12 @@ Every list and event subscription filters on owner AND stack, so two RTM
 deployments on one daemon never see each other's containers. Calls are timed
 into `rtmanager.docker_op_latency{op}`; daemon errors become RTM errors here
 and nowhere else.
+
+Every call has a deadline (`Deadlines`): a wedged daemon or registry fails the
+operation with its SPEC code instead of holding the game's lease forever.
+Pulls get `RTMANAGER_DOCKER_PULL_TIMEOUT`, stops their SIGTERM grace plus
+`RTMANAGER_DOCKER_CALL_TIMEOUT`, everything else the call timeout. The events
+stream is the one call without a deadline: silence there is no fault.
 """
 
 from __future__ import annotations
@@ -14,21 +20,53 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
 
+from rtm_core.adapters.docker_credentials import (
+    DockerConfigError,
+    RegistryCredentials,
+    qualified,
+)
 from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, EngineEvent, EngineSpec
-from rtm_core.domain.errors import ContainerStartFailed, DockerUnavailable, ImagePullFailed
+from rtm_core.domain.errors import (
+    ContainerStartFailed,
+    DockerUnavailable,
+    ImagePullFailed,
+    RtmError,
+)
 from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER
 from rtm_core.observability import tracer
 from rtm_core.settings import PullPolicy, Settings
 
 T = TypeVar("T")
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+#: The SPEC code of a call that ran out of time; any other op: docker_unavailable.
+_EXPIRED_AS: dict[str, type[RtmError]] = {
+    "pull": ImagePullFailed,
+    "create": ContainerStartFailed,
+    "start": ContainerStartFailed,
+}
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each kind of Docker call may take (settings `docker_*_timeout`)."""
+
+    call: float = 30.0
+    pull: float = 300.0
+
+    def of(self, op: str) -> float:
+        return self.pull if op == "pull" else self.call
+
+    def stop(self, grace_seconds: int) -> float:
+        """A stop legitimately waits out the SIGTERM grace before its SIGKILL."""
+        return grace_seconds + self.call
 
 
 def create_config(spec: EngineSpec) -> dict[str, Any]:
@@ -104,21 +142,11 @@ def event_from_raw(raw: dict[str, Any]) -> EngineEvent:
     )
 
 
+#: Records one call's seconds under its op (`Metrics.record_docker_latency`).
 LatencyRecorder = Callable[[str, float], None]
 
 
-def docker_client(settings: Settings) -> aiodocker.Docker:
-    """A client of `RTMANAGER_DOCKER_HOST`, with TLS when the three files are set."""
-    ssl_context: ssl.SSLContext | None = None
-    url = settings.docker_host
-    if settings.docker_tls_enabled:
-        ssl_context = ssl.create_default_context(cafile=str(settings.docker_tls_ca))
-        ssl_context.load_cert_chain(str(settings.docker_tls_cert), str(settings.docker_tls_key))
-        url = url.replace("tcp://", "https://", 1)
-    return aiodocker.Docker(url=url, ssl_context=ssl_context)
-
-
-def ignore_latency(_op: str, _seconds: float) -> None:
+def _ignore_latency(_op: str, _seconds: float) -> None:
     return None
 
 
@@ -129,37 +157,78 @@ class DockerEngine:
         *,
         stack: str,
         network: str,
-        record_latency: LatencyRecorder = ignore_latency,
+        record_latency: LatencyRecorder = _ignore_latency,
+        deadlines: Deadlines | None = None,
+        credentials: RegistryCredentials | None = None,
     ) -> None:
         self._docker = client
         self.stack = stack
         self.network = network
         self._record_latency = record_latency
+        self.deadlines = deadlines or Deadlines()
+        self._credentials = credentials
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, record_latency: LatencyRecorder = ignore_latency
+        cls, settings: Settings, record_latency: LatencyRecorder = _ignore_latency
     ) -> DockerEngine:
+        ssl_context: ssl.SSLContext | None = None
+        url = settings.docker_host
+        if settings.docker_tls_enabled:
+            ssl_context = ssl.create_default_context(cafile=str(settings.docker_tls_ca))
+            ssl_context.load_cert_chain(str(settings.docker_tls_cert), str(settings.docker_tls_key))
+            url = url.replace("tcp://", "https://", 1)
+        # Connecting is bounded for every request, the events stream included;
+        # the rest of each call's deadline is `_timed`'s.
+        timeout = aiohttp.ClientTimeout(sock_connect=settings.docker_call_timeout)
+        client = aiodocker.Docker(url=url, ssl_context=ssl_context, timeout=timeout)
+        credentials = None
+        if settings.docker_config is not None:
+            credentials = RegistryCredentials(settings.docker_config)
+            credentials.announce()
         return cls(
-            docker_client(settings),
+            client,
             stack=settings.stack,
             network=settings.docker_network,
             record_latency=record_latency,
+            deadlines=Deadlines(
+                call=settings.docker_call_timeout, pull=settings.docker_pull_timeout
+            ),
+            credentials=credentials,
         )
 
     async def close(self) -> None:
         await self._docker.close()
 
     @property
+    def client(self) -> aiodocker.Docker:
+        """The daemon's client, for an adapter built over this one (the swarm backend)."""
+        return self._docker
+
+    @property
     def owner_filters(self) -> list[str]:
         return [f"{LABEL_OWNER}={OWNER}", f"{LABEL_STACK}={self.stack}"]
 
-    async def _timed(self, op: str, call: Awaitable[T]) -> T:
+    async def timed(self, op: str, call: Awaitable[T], *, deadline: float | None = None) -> T:
+        """One Docker call of an adapter built over this one, under the same
+        deadlines, latency histogram and error mapping as this adapter's own."""
+        return await self._timed(op, call, deadline=deadline)
+
+    async def _timed(self, op: str, call: Awaitable[T], *, deadline: float | None = None) -> T:
+        """Await one Docker call within its deadline (`Deadlines.of(op)` unless given)."""
+        limit = self.deadlines.of(op) if deadline is None else deadline
+        scope = asyncio.timeout(limit)
         began = time.perf_counter()
         with tracer.start_as_current_span(f"docker.{op}", attributes={"rtm.docker_op": op}):
             try:
-                return await call
-            except TRANSPORT_ERRORS as exc:
+                async with scope:
+                    return await call
+            except TimeoutError as exc:
+                if not scope.expired():  # the client's own timeout, not the deadline
+                    raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
+                error = _EXPIRED_AS.get(op, DockerUnavailable)
+                raise error(f"docker {op} timed out after {limit:g}s") from exc
+            except _TRANSPORT_ERRORS as exc:
                 raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
             finally:
                 self._record_latency(op, time.perf_counter() - began)
@@ -200,16 +269,28 @@ class DockerEngine:
             return labels
         if policy is PullPolicy.NEVER:
             raise ImagePullFailed(f"image {image_ref} is not present and pull policy is never")
-        try:
-            await self._timed("pull", self._docker.images.pull(image_ref))
-        except DockerError as exc:
-            raise ImagePullFailed(f"pull failed: {exc.message}") from exc
-        except DockerUnavailable as exc:
-            raise ImagePullFailed(f"pull failed: {exc.message}") from exc
+        await self._pull(image_ref)
         labels = await self.image_labels(image_ref)
         if labels is None:
             raise ImagePullFailed(f"pull failed: {image_ref} absent after pull")
         return labels
+
+    async def _pull(self, image_ref: str) -> None:
+        """Pull with the registry's credentials, if the Docker config has any."""
+        try:
+            auth = self._credentials.for_image(image_ref) if self._credentials else None
+        except DockerConfigError as exc:
+            raise ImagePullFailed(f"pull failed: {exc}") from exc
+        if auth is None:
+            call = self._docker.images.pull(image_ref)
+        else:
+            call = self._docker.images.pull(qualified(image_ref), auth=auth.header())
+        try:
+            await self._timed("pull", call)
+        except DockerError as exc:
+            raise ImagePullFailed(f"pull failed: {exc.message}") from exc
+        except DockerUnavailable as exc:
+            raise ImagePullFailed(f"pull failed: {exc.message}") from exc
 
     # containers ------------------------------------------------------------
 
@@ -224,10 +305,14 @@ class DockerEngine:
             raise ContainerStartFailed(f"create failed: {exc.message}") from exc
         try:
             await self._timed("start", container.start())
-        except DockerError as exc:
-            # A container that never ran is ours to clean at once: leave nothing behind.
+        except (DockerError, ContainerStartFailed) as exc:
+            # A container that never ran (or ran out of time starting) is ours to
+            # clean at once: leave nothing behind. A create that timed out may
+            # still leave one: the next start retires it as a leftover.
             with suppress(DockerError, DockerUnavailable):
                 await self.remove(container.id)
+            if isinstance(exc, ContainerStartFailed):
+                raise
             raise ContainerStartFailed(f"start failed: {exc.message}") from exc
         # No inspect here: it would add a round trip to every start for nothing
         # the caller uses; the watcher and reconciler observe the real state.
@@ -245,7 +330,9 @@ class DockerEngine:
     async def stop(self, ref: str, timeout: int) -> None:
         try:
             container = self._docker.containers.container(ref)
-            await self._timed("stop", container.stop(t=timeout))
+            await self._timed(
+                "stop", container.stop(t=timeout), deadline=self.deadlines.stop(timeout)
+            )
         except DockerError as exc:
             if exc.status in (304, 404):  # already stopped / already gone
                 return

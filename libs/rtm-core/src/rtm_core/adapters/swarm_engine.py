@@ -33,7 +33,13 @@ orphans nor duplicates its engines; each becomes a service at its next
 restart, patch, or start after a stop.
 
 Everything the manager answers with an error becomes an RTM error here, as
-in `docker_engine`; calls are timed into `rtmanager.docker_op_latency{op}`.
+in `docker_engine`. The adapter is built over a `DockerEngine` of the same
+daemon (images, the manager's own container events, pre-swarm containers)
+and makes every call through it, so each has the same deadline
+(`RTMANAGER_DOCKER_CALL_TIMEOUT`; a start waits up to
+`RTMANAGER_SWARM_START_TIMEOUT`, a stop its grace, each plus the call
+timeout), latency histogram `rtmanager.docker_op_latency{op}` and error
+mapping as on the docker backend.
 """
 
 from __future__ import annotations
@@ -47,16 +53,9 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiodocker
 from aiodocker.exceptions import DockerError
 
-from rtm_core.adapters.docker_engine import (
-    TRANSPORT_ERRORS,
-    DockerEngine,
-    LatencyRecorder,
-    docker_client,
-    ignore_latency,
-)
+from rtm_core.adapters.docker_engine import DockerEngine, LatencyRecorder
 from rtm_core.adapters.swarm_spec import (
     ENDED_TASK_STATES,
     SERVICE_ID_LABEL,
@@ -74,7 +73,6 @@ from rtm_core.adapters.swarm_tasks import TaskTransitions
 from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, EngineEvent, EngineSpec
 from rtm_core.domain.errors import ContainerStartFailed, DockerUnavailable
 from rtm_core.domain.vocabulary import LABEL_GAME_ID
-from rtm_core.observability import tracer
 from rtm_core.settings import PullPolicy, Settings
 
 T = TypeVar("T")
@@ -96,26 +94,21 @@ UPDATE_ATTEMPTS = 3
 class SwarmEngine:
     def __init__(
         self,
-        client: aiodocker.Docker,
+        containers: DockerEngine,
         *,
-        stack: str,
-        network: str,
         placement_spread: str | None = None,
         start_timeout: float = 60.0,
         task_poll_interval: float = 1.0,
-        record_latency: LatencyRecorder = ignore_latency,
     ) -> None:
-        self._docker = client
-        self.stack = stack
-        self.network = network
+        #: The same daemon as plain Docker: images, the manager's own container
+        #: events, pre-swarm containers, and every call's deadline and timing.
+        self._containers = containers
+        self._docker = containers.client
+        self.stack = containers.stack
+        self.network = containers.network
         self.placement_spread = placement_spread
         self.start_timeout = start_timeout
         self.task_poll_interval = task_poll_interval
-        self._record_latency = record_latency
-        # Images, the manager's own container events and pre-swarm containers.
-        self._containers = DockerEngine(
-            client, stack=stack, network=network, record_latency=record_latency
-        )
         self._node_id: str | None = None
         #: First placements under way per zone, so concurrent starts spread too.
         self._reserved: Counter[str] = Counter()
@@ -123,34 +116,29 @@ class SwarmEngine:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, record_latency: LatencyRecorder = ignore_latency
+        cls, settings: Settings, record_latency: LatencyRecorder | None = None
     ) -> SwarmEngine:
+        containers = (
+            DockerEngine.from_settings(settings)
+            if record_latency is None
+            else DockerEngine.from_settings(settings, record_latency)
+        )
         return cls(
-            docker_client(settings),
-            stack=settings.stack,
-            network=settings.docker_network,
+            containers,
             placement_spread=settings.swarm_placement_spread,
             start_timeout=settings.swarm_start_timeout,
             task_poll_interval=settings.swarm_task_poll_interval,
-            record_latency=record_latency,
         )
 
     async def close(self) -> None:
-        await self._docker.close()
+        await self._containers.close()
 
     @property
     def owner_filters(self) -> list[str]:
         return self._containers.owner_filters
 
-    async def _timed(self, op: str, call: Awaitable[T]) -> T:
-        began = time.perf_counter()
-        with tracer.start_as_current_span(f"docker.{op}", attributes={"rtm.docker_op": op}):
-            try:
-                return await call
-            except TRANSPORT_ERRORS as exc:
-                raise DockerUnavailable(f"docker {op}: {exc or type(exc).__name__}") from exc
-            finally:
-                self._record_latency(op, time.perf_counter() - began)
+    async def _timed(self, op: str, call: Awaitable[T], *, deadline: float | None = None) -> T:
+        return await self._containers.timed(op, call, deadline=deadline)
 
     async def _api(self, op: str, path: str, method: str = "GET", **kwargs: Any) -> Any:
         """One manager call; DockerError passes through for the caller to judge."""
@@ -242,7 +230,11 @@ class SwarmEngine:
             raise ContainerStartFailed(f"service create failed: {exc.message}") from exc
         service_id = str(created["ID"])
         try:
-            task = await self._timed("start", self._until_started(service_id))
+            task = await self._timed(
+                "start",
+                self._until_started(service_id),
+                deadline=self.start_timeout + self._containers.deadlines.call,
+            )
         except (ContainerStartFailed, DockerError) as exc:
             # A service whose task never ran is ours to clean at once.
             with suppress(DockerError, DockerUnavailable):
@@ -351,7 +343,12 @@ class SwarmEngine:
                 if refreshed is None:
                     return
                 service = refreshed
-        await self._timed("stop", self._until_ended(service_id, timeout + STOP_MARGIN_SECONDS))
+        limit = timeout + STOP_MARGIN_SECONDS
+        await self._timed(
+            "stop",
+            self._until_ended(service_id, limit),
+            deadline=limit + self._containers.deadlines.call,
+        )
 
     async def _until_ended(self, service_id: str, limit: float) -> None:
         """Wait until no task of the service still runs; a task on an unavailable

@@ -161,7 +161,6 @@ class CoreAdapters:
         repos = Repositories(infra.postgres)
         publishers = Publishers(
             infra.redis,
-            job_results_stream=settings.redis_job_results_stream,
             health_events_stream=settings.redis_health_events_stream,
             notification_intents_stream=settings.notification_intents_stream,
             maxlen=settings.stream_maxlen,

@@ -49,7 +49,7 @@ class LeaderElector:
 
     def _set_gauge(self, leading: bool) -> None:
         self.is_leader = leading
-        self._metrics.leader.set(1.0 if leading else 0.0, role=self.role, instance=self.instance)
+        self._metrics.leader.set(1.0 if leading else 0.0, role=self.role, replica=self.instance)
 
     async def run(self, stop: asyncio.Event, lead: Lead) -> None:
         """Campaign until `stop`; while leading, run `lead(stop_leading)`."""
@@ -85,7 +85,7 @@ class LeaderElector:
 
     async def _lead(self, stop: asyncio.Event, lease: Lease, lead: Lead) -> None:
         self._set_gauge(True)
-        log.info("leader lease acquired", extra={"role": self.role, "instance": self.instance})
+        log.info("leader lease acquired", extra={"role": self.role, "replica": self.instance})
         stop_leading = asyncio.Event()
         keeper = asyncio.create_task(lease.keep_alive(on_lost=stop_leading.set))
         relay = asyncio.create_task(_relay(stop, stop_leading))

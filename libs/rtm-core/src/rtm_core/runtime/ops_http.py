@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import uvicorn
@@ -31,7 +31,17 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
+#: What `/readyz` asks: None when ready, else a message naming what is not.
+Readiness = Callable[[], Awaitable[str | None]]
+
+
 def health_router(infra: Infrastructure) -> APIRouter:
+    return probes_router(lambda: first_failure(infra))
+
+
+def probes_router(ready: Readiness) -> APIRouter:
+    """`/healthz` and `/readyz` over any readiness check, so an app can declare
+    them before it is bound to a process's infrastructure (rtm-api)."""
     router = APIRouter()
 
     @router.get("/healthz", include_in_schema=True, tags=["health"])
@@ -44,7 +54,7 @@ def health_router(infra: Infrastructure) -> APIRouter:
         responses={503: {"description": "A dependency or loop is not ready"}},
     )
     async def readyz() -> JSONResponse:
-        failure = await first_failure(infra)
+        failure = await ready()
         if failure is not None:
             return JSONResponse(error_body(ServiceUnavailable.code, failure), status_code=503)
         return JSONResponse({"status": "ready"})

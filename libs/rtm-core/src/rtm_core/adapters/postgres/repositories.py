@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -24,7 +25,7 @@ from rtm_core.adapters.postgres.tables import (
     OperationLogRow,
     RuntimeRecordRow,
 )
-from rtm_core.domain.errors import FencedOut
+from rtm_core.domain.errors import FencedOut, ServiceUnavailable
 from rtm_core.domain.ordering import GameFence
 from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
 from rtm_core.domain.vocabulary import RuntimeStatus
@@ -37,13 +38,55 @@ R = TypeVar("R")
 def traced(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
-    """A child span per repository call, so a trace shows its PostgreSQL time."""
+    """A child span per repository call, so a trace shows its PostgreSQL time;
+    an outage leaves it as `ServiceUnavailable` (see `outage_mapped`)."""
     name = f"postgres.{method.__name__}"
+    mapped = outage_mapped(method)
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with tracer.start_as_current_span(name, attributes={"db.system": "postgresql"}):
+            return await mapped(*args, **kwargs)
+
+    return wrapper
+
+
+#: SQLSTATEs of "no server to talk to", as the driver's own errors carry them
+#: (they reach us unwrapped while a pool connection is being opened): the
+#: shutdown and startup states of class 57 (not 57014, a cancelled statement);
+#: all of class 08 (connection exception) besides.
+_OUTAGE_STATES = {"57P01", "57P02", "57P03"}
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A connection-level failure: refused, reset, timed out, closed by a
+    restarting server. Not a failed statement (constraint, syntax, fence)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _OUTAGE_STATES):
+        return True
+    return isinstance(exc, OSError)
+
+
+def outage_mapped(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """PostgreSQL away → `ServiceUnavailable("postgres unavailable: …")`, SPEC's 503:
+    REST answers it, stream jobs retry it. Every other error passes unchanged."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
             return await method(*args, **kwargs)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            cause = getattr(exc, "orig", None) or exc
+            reason = str(cause) or type(cause).__name__
+            raise ServiceUnavailable(f"postgres unavailable: {reason}") from exc
 
     return wrapper
 
@@ -125,6 +168,7 @@ class Repositories:
         async with self._reads() as s:
             return [_record(row) for row in (await s.execute(query)).scalars().all()]
 
+    @outage_mapped
     async def count_by_status(self) -> dict[str, int]:
         status = col(RuntimeRecordRow.status)
         query = select(status, func.count()).group_by(status)

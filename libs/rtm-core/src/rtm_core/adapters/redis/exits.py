@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from rtm_core.adapters.redis.errors import redis_unavailable
+
 EXPECTED_EXIT_PREFIX = "rtmanager:expected_exit:"
 
 
@@ -17,8 +19,10 @@ class ExpectedExits:
         self._redis = redis
         self._ttl = ttl_seconds
 
+    @redis_unavailable
     async def mark(self, container_id: str) -> None:
         await self._redis.set(EXPECTED_EXIT_PREFIX + container_id, "1", ex=self._ttl)
 
+    @redis_unavailable
     async def is_expected(self, container_id: str) -> bool:
         return bool(await self._redis.exists(EXPECTED_EXIT_PREFIX + container_id))

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, suppress
 
 from redis.asyncio import Redis
 
+from rtm_core.adapters.redis.errors import redis_unavailable
 from rtm_core.domain.errors import FencedOut, OperationInProgress
 from rtm_core.domain.ordering import order_id_at
 
@@ -68,12 +69,15 @@ class Lease:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
+    @redis_unavailable
     async def try_acquire(self) -> bool:
         return bool(await self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
+    @redis_unavailable
     async def renew(self) -> bool:
         return bool(await self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
 
+    @redis_unavailable
     async def release(self) -> bool:
         return bool(await self._release(keys=[self.key], args=[self.token]))
 
@@ -106,6 +110,7 @@ class GameLease(Lease):
         self._acquire = redis.register_script(_ACQUIRE_FENCED)
         self._advance = redis.register_script(_ADVANCE)
 
+    @redis_unavailable
     async def try_acquire(self) -> bool:
         granted = await self._acquire(
             keys=[self.key, self.fence_key], args=[self.token, self.ttl_ms]
@@ -117,10 +122,12 @@ class GameLease(Lease):
         self.order_id = order_id_at(int(now_ms))
         return True
 
+    @redis_unavailable
     async def ensure_held(self) -> None:
         if await self.redis.get(self.key) != self.token:
             raise FencedOut(f"lease {self.key} was lost; a newer operation may hold the game")
 
+    @redis_unavailable
     async def advance_past(self, fence: int) -> None:
         if self.fence <= fence:
             self.fence = int(await self._advance(keys=[self.fence_key], args=[fence]))
@@ -157,6 +164,7 @@ class GameLeases:
             with suppress(Exception):
                 await asyncio.shield(lease.release())
 
+    @redis_unavailable
     async def is_held(self, game_id: str) -> bool:
         return bool(await self._redis.exists(GAME_LEASE_PREFIX + game_id))
 
