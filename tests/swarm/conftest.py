@@ -14,7 +14,8 @@ reconcile passes and watcher cycles see every record), `docker_network` (an
 attachable overlay on the swarm), `make_settings` (the swarm backend on that
 daemon), `docker` (`view.SwarmDocker`: containers seen as services), and
 `make_core` (removes the session stack's services after each test). The
-watcher's and reconciler's own fixtures are imported from their conftests.
+watcher's, reconciler's, rtm-api's and rtm-jobs' own fixtures are imported
+from their conftests.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any
 import aiodocker
 import asyncpg
 import pytest
+from api.conftest import client, make_client, spawn_api, wait_ready  # noqa: F401
 from harness import fresh_database
+from jobs.conftest import run_jobs, spawn_jobs  # noqa: F401
 from reconciler.conftest import cleanup_worker, hand_made, reconciler, stop  # noqa: F401
 from rig import Rig
 from swarm.nodes import Cluster, sweep
@@ -75,17 +78,17 @@ async def docker_network(swarm: Cluster, stack: str) -> AsyncIterator[str]:
     name = f"rtm-{stack}"
     swarm.create_overlay(name)
     yield name
-    client = aiodocker.Docker(url=swarm.manager.host)
-    await _remove_stack_services(client, stack)
+    manager = aiodocker.Docker(url=swarm.manager.host)
+    await _remove_stack_services(manager, stack)
     with contextlib.suppress(aiodocker.DockerError):
-        await (await client.networks.get(name)).delete()
-    await client.close()
+        await (await manager.networks.get(name)).delete()
+    await manager.close()
 
 
-async def _remove_stack_services(client: aiodocker.Docker, stack: str) -> None:
-    services = await client.services.list(filters={"label": f"com.galaxy.stack={stack}"})
+async def _remove_stack_services(manager: aiodocker.Docker, stack: str) -> None:
+    services = await manager.services.list(filters={"label": f"com.galaxy.stack={stack}"})
     await asyncio.gather(
-        *(client.services.delete(s["ID"]) for s in services), return_exceptions=True
+        *(manager.services.delete(s["ID"]) for s in services), return_exceptions=True
     )
 
 
@@ -116,9 +119,9 @@ async def make_core(
     make_core: Callable[[Settings], Rig], swarm: Cluster, stack: str
 ) -> AsyncIterator[Callable[[Settings], Rig]]:
     yield make_core
-    client = aiodocker.Docker(url=swarm.manager.host)
-    await _remove_stack_services(client, stack)
-    await client.close()
+    manager = aiodocker.Docker(url=swarm.manager.host)
+    await _remove_stack_services(manager, stack)
+    await manager.close()
 
 
 @pytest.fixture

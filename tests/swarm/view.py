@@ -24,6 +24,7 @@ service (RTM keeps the service id), so
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiodocker
@@ -143,6 +144,15 @@ class SwarmContainers:
 
     async def create(self, config: dict[str, Any], name: str) -> DockerContainer:
         return await self._client.containers.create(config, name=name)
+
+    async def list(self, *, filters: str | dict[str, Any] | None = None, **_: Any) -> list[Any]:
+        """Services (seen as their containers) and plain containers with these labels."""
+        wanted = json.loads(filters) if isinstance(filters, str) else (filters or {})
+        labels = wanted.get("label") or []
+        services = await self._client.services.list(filters={"label": labels})
+        found: list[Any] = [await self.get(str(s["ID"])) for s in services]
+        plain = await self._client.containers.list(all=True, filters=json.dumps(wanted))
+        return found + [c for c in plain if "com.docker.swarm.service.id" not in c["Labels"]]
 
 
 class SwarmDocker:
