@@ -101,8 +101,9 @@ class SwarmContainers:
         while True:
             task = current_task(await self._tasks(service))
             container_id = task_container_id(task)
-            if task is not None and container_id:
-                state = str(task["Status"]["State"])
+            state = str((task or {}).get("Status", {}).get("State"))
+            # Waiting (a `run`) means until the task runs or ended, as `docker run` returns.
+            if task is not None and container_id and not (wait and state in STARTING):
                 return await self._client.containers.get(container_id), state
             if asyncio.get_running_loop().time() >= deadline:
                 raise DockerError(404, {"message": f"service {service['ID']} has no container"})
