@@ -85,13 +85,17 @@ images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offli
 	deploy/scripts/ensure-docker.sh
 	$(DEPLOY_ENV) deploy/images/build.sh
 
-up: ## Docker, images, galaxy-net, compose up -d, wait for /readyz (RTM_UP_TIMEOUT)
-	$(DEPLOY_ENV) deploy/scripts/up.sh
+# ENGINE_BACKEND=swarm (or RTMANAGER_ENGINE_BACKEND in deploy/compose/.env): engines as
+# Swarm services; `up` inits a one-node swarm when the daemon is in none (docs/scale-out.md).
+ENGINE_BACKEND ?=
 
-down: ## remove the stack's containers, networks, volumes (not game state, not engines)
-	$(COMPOSE) down -v --remove-orphans
+up: ## Docker, images, engine backend + network, compose up -d, wait for /readyz (ENGINE_BACKEND=swarm)
+	ENGINE_BACKEND=$(ENGINE_BACKEND) $(DEPLOY_ENV) deploy/scripts/up.sh
 
-down-engines: ## remove this stack's engine containers (owner=rtmanager + stack labels)
+down: ## remove the stack (containers, networks, volumes) and the swarm/overlay `up` created (not game state, not engines)
+	$(DEPLOY_ENV) deploy/scripts/down.sh
+
+down-engines: ## remove this stack's engines: containers, and services on a swarm (owner=rtmanager + stack labels)
 	deploy/scripts/down-engines.sh
 
 logs: ## last 200 log lines (SERVICE=rtm-api for one, FOLLOW=1 to follow)
@@ -138,6 +142,21 @@ monitoring-up: ## the stack plus Prometheus (profile monitoring) on 127.0.0.1:90
 
 monitoring-down: ## stop and remove Prometheus only (its data volume stays until `make down`)
 	$(COMPOSE) --profile monitoring rm -f -s -v prometheus
+
+# ---------------------------------------------------------------------- swarm
+# The swarm backend's suites run on dockerds of their own, each in its own
+# network namespace (tests/swarm/nodes.py), never on the machine's daemon.
+# Root only. `make test` runs tests/swarm too; these run just the swarm parts.
+
+MULTINODE_ARGS ?=
+
+.PHONY: test-swarm swarm-multinode
+
+test-swarm: deps venv engine-image ## the swarm suites only (tests/swarm + tests/unit/test_swarm_spec.py), one-node swarm
+	source $(TEST_ENV) && $(BIN)/pytest tests/swarm tests/unit/test_swarm_spec.py $(PYTEST_ARGS)
+
+swarm-multinode: deps venv engine-image ## 3 dockerds in netns: 12 games, spread, remote death, drain, restart on its node; measures
+	tests/swarm/multinode.sh $(MULTINODE_ARGS)
 
 # ----------------------------------------------------------------- benchmarks
 # SPEC §10 targets, measured against real Docker/PostgreSQL/Redis (never in tests).

@@ -2,7 +2,10 @@
 # `make up`: from a fresh Debian 12 machine to a ready RTM stack.
 #   1. Docker + a compose CLI (ensure-docker.sh)
 #   2. images (deploy/images/build.sh: offline path when no registry answers)
-#   3. the external engines network (docker network create, if missing)
+#   3. the engine backend (RTMANAGER_ENGINE_BACKEND, or ENGINE_BACKEND=swarm on
+#      the make command line): the engines' network, a bridge (docker) or an
+#      attachable overlay in a swarm initialised here if the daemon is in none
+#      (swarm); engine-backend.sh says how switching backends stays safe
 #   4. the game state root, writable by the RTM user (never emptied)
 #   5. compose up -d
 #   6. wait, bounded by RTM_UP_TIMEOUT (default 180 s), until rtm-api's
@@ -37,10 +40,12 @@ say "docker ready ($(elapsed)s)"
 say "images ready ($(elapsed)s)"
 
 net="$(env_get RTMANAGER_DOCKER_NETWORK galaxy-net)"
-if ! docker network inspect "$net" >/dev/null 2>&1; then
-    docker network create "$net" >/dev/null
-    say "created network $net"
-fi
+backend="${ENGINE_BACKEND:-$(env_get RTMANAGER_ENGINE_BACKEND docker)}"
+# Exported: compose interpolates them, engine-backend.sh reads them.
+export RTMANAGER_ENGINE_BACKEND="$backend" RTMANAGER_DOCKER_NETWORK="$net"
+export RTMANAGER_STACK="$(env_get RTMANAGER_STACK compose)"
+"$scripts/engine-backend.sh" prepare
+say "engine backend $backend ready, network $net ($(elapsed)s)"
 
 state_root="$(env_get RTMANAGER_GAME_STATE_ROOT /var/lib/galaxy/games)"
 rtm_uid="$(env_get RTM_UID 10001)"

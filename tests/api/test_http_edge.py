@@ -141,9 +141,26 @@ async def test_the_committed_openapi_document_is_the_live_one(
 def test_the_openapi_document_says_what_the_server_does() -> None:
     doc = document()
     schemas = doc["components"]["schemas"]
-    # The REST record is the table's row, field for field and in column order.
+    # The REST record is the `001` contract's RuntimeRecord, field for field and in
+    # order; the table holds those columns first, then RTM-internal ones (placement_node).
+    contract = [
+        "game_id",
+        "status",
+        "current_container_id",
+        "current_image_ref",
+        "engine_endpoint",
+        "state_path",
+        "docker_network",
+        "started_at",
+        "stopped_at",
+        "removed_at",
+        "last_op_at",
+        "created_at",
+    ]
+    assert list(schemas["RuntimeRecord"]["properties"]) == contract
     columns = [c.name for c in RuntimeRecordRow.__table__.columns]
-    assert list(schemas["RuntimeRecord"]["properties"]) == columns
+    assert columns[: len(contract)] == contract
+    assert columns[len(contract) :] == ["placement_node"]
     assert doc["components"]["securitySchemes"] == {
         "HTTPBearer": {
             "type": "http",

@@ -229,6 +229,18 @@ def test_config_carries_stack_and_no_secrets(default: list[Manifest], full: list
         } & set(data)
 
 
+def test_engine_backend_is_docker_by_default_and_swarm_when_set(
+    default: list[Manifest], full: list[Manifest]
+) -> None:
+    data = by_name(default, "ConfigMap")["rtm"]["data"]
+    assert data["RTMANAGER_ENGINE_BACKEND"] == "docker"
+    assert "RTMANAGER_SWARM_PLACEMENT_SPREAD" not in data
+    data = by_name(full, "ConfigMap")["rtm"]["data"]
+    assert data["RTMANAGER_ENGINE_BACKEND"] == "swarm"
+    assert data["RTMANAGER_SWARM_PLACEMENT_SPREAD"] == "node.labels.zone"
+    assert data["RTMANAGER_DOCKER_HOST"].startswith("tcp://")  # a Swarm manager
+
+
 def test_state_root_only_where_lifecycle_runs(default: list[Manifest]) -> None:
     root = by_name(default, "ConfigMap")["rtm"]["data"]["RTMANAGER_GAME_STATE_ROOT"]
     for component in COMPONENTS:

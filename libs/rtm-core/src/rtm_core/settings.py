@@ -86,6 +86,13 @@ class ProbeAddressMode(StrEnum):
     CONTAINER_IP = "container_ip"
 
 
+class EngineBackend(StrEnum):
+    """How RTM runs engines: plain containers on one daemon, or Swarm services."""
+
+    DOCKER = "docker"
+    SWARM = "swarm"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTMANAGER_", extra="ignore", frozen=True)
 
@@ -121,6 +128,17 @@ class Settings(BaseSettings):
     #: `auths` entry of the image's registry. Unset: anonymous pulls. Only
     #: `auths` is read; `credsStore`/`credHelpers` programs are never run.
     docker_config: Path | None = None
+
+    engine_backend: EngineBackend = EngineBackend.DOCKER
+
+    # Swarm backend (engine_backend=swarm; ignored otherwise)
+    #: A node label (`node.labels.zone`): a game's first placement goes to the value
+    #: whose nodes run the fewest tasks; unset: Swarm's least-loaded node.
+    swarm_placement_spread: str | None = None
+    #: How long a new service's task may take to reach `running` before the start fails.
+    swarm_start_timeout: Duration = 60.0
+    #: How often task states are polled for engines on other nodes (their deaths).
+    swarm_task_poll_interval: Duration = 1.0
 
     # Engines
     game_state_root: Path = Path("/var/lib/galaxy/games")
@@ -207,6 +225,15 @@ class Settings(BaseSettings):
         if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
             raise ValueError(f"{path} is not a Docker config.json (no `auths` object)")
         return path
+
+    @field_validator("swarm_placement_spread")
+    @classmethod
+    def _spread(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"(node\.labels|engine\.labels)\.[A-Za-z0-9_.-]+", value.strip()):
+            raise ValueError("must be a node label descriptor such as node.labels.zone")
+        return value.strip()
 
     @field_validator("internal_api_token")
     @classmethod

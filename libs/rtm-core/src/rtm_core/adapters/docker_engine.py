@@ -142,6 +142,7 @@ def event_from_raw(raw: dict[str, Any]) -> EngineEvent:
     )
 
 
+#: Records one call's seconds under its op (`Metrics.record_docker_latency`).
 LatencyRecorder = Callable[[str, float], None]
 
 
@@ -200,8 +201,18 @@ class DockerEngine:
         await self._docker.close()
 
     @property
+    def client(self) -> aiodocker.Docker:
+        """The daemon's client, for an adapter built over this one (the swarm backend)."""
+        return self._docker
+
+    @property
     def owner_filters(self) -> list[str]:
         return [f"{LABEL_OWNER}={OWNER}", f"{LABEL_STACK}={self.stack}"]
+
+    async def timed(self, op: str, call: Awaitable[T], *, deadline: float | None = None) -> T:
+        """One Docker call of an adapter built over this one, under the same
+        deadlines, latency histogram and error mapping as this adapter's own."""
+        return await self._timed(op, call, deadline=deadline)
 
     async def _timed(self, op: str, call: Awaitable[T], *, deadline: float | None = None) -> T:
         """Await one Docker call within its deadline (`Deadlines.of(op)` unless given)."""

@@ -2,7 +2,9 @@
 
 `EngineSpec` is the engine SPEC §4 asks for (names, labels, limits, state
 mount); `ContainerInfo` and `EngineEvent` are what a backend reports back.
-Adapters translate these to and from their own API (Docker containers today).
+Adapters translate these to and from their own API: Docker containers
+(`adapters.docker_engine`) or Swarm services (`adapters.swarm_engine`), where
+a game's "container" is its one-replica service and its id the service id.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class EngineSpec:
     memory_label: str
     log_driver: str | None = None
     log_opts: dict[str, str] = field(default_factory=dict)
+    #: SIGTERM → SIGKILL grace when the backend itself ends the engine (Swarm drain).
+    stop_timeout: int = 30
+    #: Node the game's state lives on (a multi-node backend pins the engine there);
+    #: None: the backend places it (first start, or a single host).
+    placement_node: str | None = None
 
     def labels(self) -> dict[str, str]:
         return {
@@ -64,7 +71,9 @@ class ContainerInfo:
     id: str
     name: str
     labels: dict[str, str]
-    state: str  # created | running | paused | restarting | removing | exited | dead
+    #: created | running | paused | restarting | removing | exited | dead, and on a
+    #: multi-node backend `node_unavailable` (its node is down or drained).
+    state: str
     exit_code: int | None = None
     oom_killed: bool = False
     restart_count: int = 0
@@ -72,6 +81,8 @@ class ContainerInfo:
     ip_address: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    #: Node the engine runs (or last ran) on; None on a single-host backend.
+    node_id: str | None = None
 
     @property
     def game_id(self) -> str | None:
@@ -118,6 +129,7 @@ def engine_spec(
     image_ref: str,
     state_host_path: str,
     image_labels: dict[str, str],
+    placement_node: str | None = None,
 ) -> EngineSpec:
     """The container SPEC §4 asks for: names, labels, limits, mount, env, logging.
 
@@ -140,6 +152,8 @@ def engine_spec(
         memory_label=memory_label(memory),
         log_driver=settings.docker_log_driver,
         log_opts=settings.docker_log_opts_dict,
+        stop_timeout=settings.container_stop_timeout_seconds,
+        placement_node=placement_node,
     )
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class RuntimeRecord:
-    """One game's runtime: the `runtime_records` row, field for field."""
+    """One game's runtime: the `runtime_records` row, field for field (the REST
+    RuntimeRecord is the contract's subset of it: every field but `placement_node`)."""
 
     game_id: str
     status: str
@@ -25,6 +26,10 @@ class RuntimeRecord:
     last_op_at: datetime | None = None
     #: Set by the repository on first insert; kept on every later write.
     created_at: datetime | None = None
+    #: The node the game was first placed on (multi-node backends; migration 0003):
+    #: its state lives there, so every later launch is pinned to it. Not in the
+    #: REST record, whose fields are the `001` contract's.
+    placement_node: str | None = None
 
 
 @dataclass(kw_only=True)

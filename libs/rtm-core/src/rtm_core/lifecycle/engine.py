@@ -45,18 +45,25 @@ async def ensure_state_dir(deps: LifecycleDeps, game_id: str) -> Path:
 
 
 async def launch(
-    deps: LifecycleDeps, lease: LeaseGrant, game_id: str, image_ref: str
+    deps: LifecycleDeps,
+    lease: LeaseGrant,
+    game_id: str,
+    image_ref: str,
+    previous: RuntimeRecord | None = None,
 ) -> ContainerInfo:
     """State dir → image per policy → create + start (replacing a leftover of ours).
 
-    The lease is confirmed before each change to the daemon: a holder that
-    lost it (paused past its TTL) stops before touching Docker again.
+    A game that ran before is launched on the node its state lives on
+    (`previous.placement_node`, multi-node backends). The lease is confirmed
+    before each change to the daemon: a holder that lost it (paused past its
+    TTL) stops before touching Docker again.
     """
     s = deps.settings
     path = await ensure_state_dir(deps, game_id)
     labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
+    node = previous.placement_node if previous is not None else None
     try:
-        spec = engine_spec(s, game_id, image_ref, str(path), labels)
+        spec = engine_spec(s, game_id, image_ref, str(path), labels, placement_node=node)
     except ValueError as exc:
         raise StartConfigInvalid(f"image {image_ref} resource labels: {exc}") from exc
     await lease.ensure_held()
@@ -108,7 +115,16 @@ def running_record(
         removed_at=None,
         last_op_at=now,
         created_at=previous.created_at if previous else None,
+        placement_node=placement_of(info, previous),
     )
+
+
+def placement_of(info: ContainerInfo, previous: RuntimeRecord | None) -> str | None:
+    """The node a game was first placed on stays its node (its state is there);
+    a game placed for the first time takes the node its engine landed on."""
+    if previous is not None and previous.placement_node:
+        return previous.placement_node
+    return info.node_id
 
 
 def announce_started(

@@ -112,6 +112,8 @@ async def adopt(deps: LifecycleDeps, container: ContainerInfo) -> bool:
             removed_at=None,
             last_op_at=now,
             created_at=record.created_at if record else None,
+            # An engine found running somewhere is where its state is used now.
+            placement_node=info.node_id or (record.placement_node if record else None),
         )
         return OperationResult(record=adopted)
 

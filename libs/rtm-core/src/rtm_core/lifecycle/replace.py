@@ -28,7 +28,7 @@ async def _replace(
     entry.image_ref = image_ref
     if record.current_container_id:
         await retire(deps, op.lease, record.current_container_id)
-    info = await launch(deps, op.lease, record.game_id, image_ref)
+    info = await launch(deps, op.lease, record.game_id, image_ref, record)
     entry.container_id = info.id
     new = running_record(deps, record.game_id, info, image_ref, record)
     return OperationResult(

@@ -70,7 +70,7 @@ async def start(
                 record.last_op_at = deps.clock()
                 return OperationResult(record=record, replay=True)
         deps.lobby.look_up(game_id)
-        info = await launch(deps, op.lease, game_id, image_ref)
+        info = await launch(deps, op.lease, game_id, image_ref, record)
         entry.container_id = info.id
         new = running_record(deps, game_id, info, image_ref, record)
         return OperationResult(

@@ -26,17 +26,29 @@ from rtm_core.adapters.redis.client import redis_client
 from rtm_core.adapters.redis.exits import ExpectedExits
 from rtm_core.adapters.redis.leases import GameLeases
 from rtm_core.adapters.redis.publishers import Publishers
+from rtm_core.adapters.swarm_engine import SwarmEngine
 from rtm_core.lifecycle import Lifecycle, LifecycleDeps
 from rtm_core.lifecycle.health import HealthReporter
 from rtm_core.observability import Metrics
 from rtm_core.runtime.loops import LoopRegistry
 from rtm_core.runtime.telemetry import setup_telemetry
-from rtm_core.settings import Settings
+from rtm_core.settings import EngineBackend, Settings
 
 log = logging.getLogger("rtm_core.boot")
 
 #: Grace the watcher gets to see an exit RTM caused, past the stop timeout.
 EXPECTED_EXIT_GRACE_SECONDS = 120
+
+
+#: The engine runtime a process drives (`RTMANAGER_ENGINE_BACKEND`).
+Engine = DockerEngine | SwarmEngine
+
+
+def engine_runtime(settings: Settings, metrics: Metrics) -> Engine:
+    """The backend the setting names; both satisfy `ports.EngineRuntime`."""
+    if settings.engine_backend is EngineBackend.SWARM:
+        return SwarmEngine.from_settings(settings, metrics.record_docker_latency)
+    return DockerEngine.from_settings(settings, metrics.record_docker_latency)
 
 
 class BootError(Exception):
@@ -50,7 +62,7 @@ class Infrastructure:
     settings: Settings
     postgres: AsyncEngine
     redis: Redis
-    docker: DockerEngine
+    docker: Engine
     metrics: Metrics
     loops: LoopRegistry
     process: str = "rtm"
@@ -76,7 +88,7 @@ def connect(
         settings=settings,
         postgres=db.create_engine(settings.postgres_primary_dsn, pool_size=pool_size),
         redis=redis_client(settings),
-        docker=DockerEngine.from_settings(settings, metrics.record_docker_latency),
+        docker=engine_runtime(settings, metrics),
         metrics=metrics,
         loops=LoopRegistry(metrics),
         process=process,
@@ -102,10 +114,7 @@ async def boot(
         await _step("redis ping ok", "redis ping", infra.redis.ping())
         await _step("docker ping ok", "docker ping", infra.docker.ping())
         if not await infra.docker.network_exists():
-            raise BootError(
-                f"docker network {settings.docker_network} not found; create it first "
-                f"(docker network create {settings.docker_network}); RTM never creates it"
-            )
+            raise BootError(_missing_network(settings))
         log.info("docker network found", extra={"network": settings.docker_network})
         setup_telemetry(process)
         # The instruments above were created before the provider existed.
@@ -114,6 +123,20 @@ async def boot(
         await infra.aclose()
         raise
     return infra
+
+
+def _missing_network(settings: Settings) -> str:
+    name = settings.docker_network
+    if settings.engine_backend is EngineBackend.SWARM:
+        return (
+            f"docker network {name} not found or not an attachable overlay network; create "
+            f"it first (docker network create -d overlay --attachable {name}); RTM never "
+            "creates it"
+        )
+    return (
+        f"docker network {name} not found; create it first "
+        f"(docker network create {name}); RTM never creates it"
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rtm_core.adapters.postgres import database as db
 from rtm_core.runtime.bootstrap import Infrastructure
+from rtm_core.settings import EngineBackend
 
 #: One slow dependency must not hang a kubelet probe.
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -27,7 +28,13 @@ async def first_failure(infra: Infrastructure) -> str | None:
         except Exception as exc:
             return f"{name} unavailable: {exc or type(exc).__name__}"
         if ok is False:
-            return f"docker network {infra.settings.docker_network} not found"
+            return f"docker network {infra.settings.docker_network} not found{_network_kind(infra)}"
     if stale := infra.loops.stale():
         return f"loop {stale[0]} has not completed an iteration in time"
     return None
+
+
+def _network_kind(infra: Infrastructure) -> str:
+    if infra.settings.engine_backend is EngineBackend.SWARM:
+        return " or not an attachable overlay network"
+    return ""

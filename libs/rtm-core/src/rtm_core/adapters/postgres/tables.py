@@ -42,6 +42,8 @@ class RuntimeRecordRow(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
     )
+    #: Migration 0003: the node whose disk holds the game's state (swarm backend).
+    placement_node: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class OperationLogRow(SQLModel, table=True):
