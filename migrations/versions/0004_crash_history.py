@@ -5,8 +5,11 @@ Revises: 0002
 Create Date: 2027-01-15
 
 Issue 12, both features opt-in; with the defaults both tables stay empty and
-nothing else in the schema changes (the `runtime_records` columns are the
-REST RuntimeRecord of the contract, so the quarantine lives here, beside it).
+the new column stays false.
+
+- `runtime_records.quarantined` (boolean, default false): the REST
+  RuntimeRecord's additive field (rendered only with RTMANAGER_AUTO_RESTART=on)
+  and its `?quarantined=` filter. Written together with `crash_history`.
 
 - `crash_history`: the crash-loop policy's state per game
   (`rtm_core.domain.crashloop.CrashHistory`): crashes in a row, restart
@@ -47,6 +50,11 @@ def _updated_at() -> sa.Column[object]:
 
 
 def upgrade() -> None:
+    op.add_column(
+        "runtime_records",
+        sa.Column("quarantined", sa.Boolean, nullable=False, server_default=sa.text("false")),
+        schema=SCHEMA,
+    )
     op.create_table(
         "crash_history",
         sa.Column("game_id", sa.Text, primary_key=True),
@@ -96,3 +104,4 @@ def downgrade() -> None:
     op.drop_table("patch_progress", schema=SCHEMA)
     op.drop_index("crash_history_next_restart_idx", "crash_history", schema=SCHEMA)
     op.drop_table("crash_history", schema=SCHEMA)
+    op.drop_column("runtime_records", "quarantined", schema=SCHEMA)

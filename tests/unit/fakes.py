@@ -330,11 +330,7 @@ class FakeRepositories:
     # runtime_records -------------------------------------------------------
 
     def _read(self, record: RuntimeRecord) -> RuntimeRecord:
-        """A copy with its quarantine flag, as the adapter's join reads it."""
-        found = copy.deepcopy(record)
-        history = self.crash.get(record.game_id)
-        found.quarantined = bool(history and history.quarantined)
-        return found
+        return copy.deepcopy(record)
 
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
         record = self.records.get(game_id)
@@ -375,9 +371,7 @@ class FakeRepositories:
     def _upsert(self, record: RuntimeRecord) -> None:
         previous = self.records.get(record.game_id)
         record.created_at = previous.created_at if previous else self.clock()
-        stored = copy.deepcopy(record)
-        stored.quarantined = False  # not a runtime_records column
-        self.records[record.game_id] = stored
+        self.records[record.game_id] = copy.deepcopy(record)
 
     # operation_log ---------------------------------------------------------
 
@@ -410,6 +404,7 @@ class FakeRepositories:
             self.patches.pop(entry.game_id, None)
         if reset_crash_history and entry.game_id in self.crash:
             self.crash[entry.game_id] = lifted(self.crash[entry.game_id])
+            self._mark_quarantine(entry.game_id, False)
         entry.id = next(self._ids)
         self.op_log.append(copy.deepcopy(entry))
 
@@ -439,7 +434,13 @@ class FakeRepositories:
         return copy.deepcopy(self.crash.get(game_id))
 
     async def save_crash_history(self, history: CrashHistory) -> None:
+        """The history, and its quarantine on the game's record, together."""
         self.crash[history.game_id] = copy.deepcopy(history)
+        self._mark_quarantine(history.game_id, history.quarantined)
+
+    def _mark_quarantine(self, game_id: str, quarantined: bool) -> None:
+        if game_id in self.records:
+            self.records[game_id].quarantined = quarantined
 
     async def crash_histories(self) -> list[CrashHistory]:
         return [

@@ -26,26 +26,10 @@ class RuntimeRecord:
     last_op_at: datetime | None = None
     #: Set by the repository on first insert; kept on every later write.
     created_at: datetime | None = None
-    #: Not a `runtime_records` column: read from `crash_history` (issue 12), never
-    #: written with the record. True while the crash-loop policy holds the game.
+    #: Issue 12 (migration 0004): the crash-loop policy quarantined the game (no
+    #: more automatic restarts). Always false while RTMANAGER_AUTO_RESTART=off;
+    #: kept equal to `crash_history.quarantined` by the repository.
     quarantined: bool = False
-
-
-#: `RuntimeRecord` fields that are `runtime_records` columns (all but `quarantined`).
-RECORD_COLUMNS = (
-    "game_id",
-    "status",
-    "current_container_id",
-    "current_image_ref",
-    "engine_endpoint",
-    "state_path",
-    "docker_network",
-    "started_at",
-    "stopped_at",
-    "removed_at",
-    "last_op_at",
-    "created_at",
-)
 
 
 @dataclass(kw_only=True)

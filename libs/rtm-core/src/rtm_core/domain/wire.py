@@ -112,7 +112,7 @@ def _refs_untitled(schema: dict[str, Any]) -> None:
     """A field documented as a `$ref` carries no title of its own, as pydantic
     writes an enum field (`StopJob.reason` is text documented as the enum)."""
     for prop in schema.get("properties", {}).values():
-        if "$ref" in prop:
+        if "$ref" in prop or all("$ref" in choice for choice in prop.get("anyOf", [{}])):
             prop.pop("title", None)
 
 

@@ -108,6 +108,7 @@ def running_record(
         removed_at=None,
         last_op_at=now,
         created_at=previous.created_at if previous else None,
+        quarantined=previous.quarantined if previous else False,
     )
 
 

@@ -30,7 +30,6 @@ from rtm_core.domain.crashloop import CrashHistory
 from rtm_core.domain.errors import FencedOut
 from rtm_core.domain.ordering import GameFence
 from rtm_core.domain.records import (
-    RECORD_COLUMNS,
     HealthSnapshot,
     OperationLogEntry,
     PatchProgress,
@@ -60,6 +59,7 @@ def traced(
 #: Rows per INSERT: 6 parameters each, well under PostgreSQL's 32767.
 _SNAPSHOT_BATCH = 1000
 _SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at", "details")
+_RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
 _RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
 _SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
 _FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
@@ -69,17 +69,9 @@ _CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
 _PATCH_FIELDS = dataclasses.fields(PatchProgress)
 _PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
 
-#: A record and its quarantine flag (`crash_history`, issue 12) in one read: the
-#: outer join costs nothing while the table is empty (auto restart off).
-_RECORDS = select(RuntimeRecordRow, col(CrashHistoryRow.quarantined)).outerjoin(
-    CrashHistoryRow, col(CrashHistoryRow.game_id) == col(RuntimeRecordRow.game_id)
-)
 
-
-def _record(row: RuntimeRecordRow, quarantined: bool | None = None) -> RuntimeRecord:
-    return RuntimeRecord(
-        **{c: getattr(row, c) for c in RECORD_COLUMNS}, quarantined=bool(quarantined)
-    )
+def _record(row: RuntimeRecordRow) -> RuntimeRecord:
+    return RuntimeRecord(**{c: getattr(row, c) for c in _RECORD_COLUMNS})
 
 
 def _crash(row: CrashHistoryRow) -> CrashHistory:
@@ -118,41 +110,47 @@ class Repositories:
 
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
-        records = await self._records(_RECORDS.where(col(RuntimeRecordRow.game_id) == game_id))
-        return records[0] if records else None
+        async with self._reads() as s:
+            row = await s.get(RuntimeRecordRow, game_id)
+        return None if row is None else _record(row)
 
     @traced
     async def list_records(
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]:
-        query = _RECORDS.order_by(col(RuntimeRecordRow.game_id))
+        query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecordRow.status) == status)
         if quarantined is not None:
-            flag = func.coalesce(col(CrashHistoryRow.quarantined), False)
-            query = query.where(flag.is_(quarantined))
+            query = query.where(col(RuntimeRecordRow.quarantined).is_(quarantined))
         return await self._records(query)
 
     @traced
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
-        query = _RECORDS.where(
-            col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value
-        ).order_by(col(RuntimeRecordRow.game_id))
+        query = (
+            select(RuntimeRecordRow)
+            .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
+            .order_by(col(RuntimeRecordRow.game_id))
+        )
         return await self._records(query)
 
     @traced
     async def stopped_before(self, cutoff: datetime) -> list[RuntimeRecord]:
         """`stopped` records whose `stopped_at` is older than `cutoff` (retention cleanup)."""
-        query = _RECORDS.where(
-            col(RuntimeRecordRow.status) == RuntimeStatus.STOPPED.value,
-            col(RuntimeRecordRow.stopped_at) < cutoff,
-        ).order_by(col(RuntimeRecordRow.stopped_at))
+        query = (
+            select(RuntimeRecordRow)
+            .where(
+                col(RuntimeRecordRow.status) == RuntimeStatus.STOPPED.value,
+                col(RuntimeRecordRow.stopped_at) < cutoff,
+            )
+            .order_by(col(RuntimeRecordRow.stopped_at))
+        )
         return await self._records(query)
 
     async def _records(self, query: Any) -> list[RuntimeRecord]:
         async with self._reads() as s:
-            return [_record(row, flag) for row, flag in (await s.execute(query)).all()]
+            return [_record(row) for row in (await s.execute(query)).scalars().all()]
 
     async def count_by_status(self) -> dict[str, int]:
         status = col(RuntimeRecordRow.status)
@@ -249,9 +247,11 @@ class Repositories:
 
     @traced
     async def save_crash_history(self, history: CrashHistory) -> None:
+        """The history, and its quarantine on the game's record, in one transaction."""
         values = {c: getattr(history, c) for c in _CRASH_COLUMNS}
         async with self._sessions() as s, s.begin():
             await _upsert(s, _CRASH_TABLE, values)
+            await _mark_quarantine(s, history.game_id, history.quarantined)
 
     @traced
     async def crash_histories(self) -> list[CrashHistory]:
@@ -294,7 +294,7 @@ class Repositories:
 
 
 async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
-    values = {c: getattr(record, c) for c in RECORD_COLUMNS if c != "created_at"}
+    values = {c: getattr(record, c) for c in _RECORD_COLUMNS if c != "created_at"}
     insert_stmt = insert(_RECORD_TABLE).values(**values)
     stmt = insert_stmt.on_conflict_do_update(
         index_elements=["game_id"],
@@ -316,6 +316,17 @@ async def _upsert(session: AsyncSession, table: Any, values: dict[str, Any]) -> 
     )
 
 
+async def _mark_quarantine(session: AsyncSession, game_id: str, quarantined: bool) -> None:
+    await session.execute(
+        _RECORD_TABLE.update()
+        .where(
+            _RECORD_TABLE.c.game_id == game_id,
+            _RECORD_TABLE.c.quarantined.is_distinct_from(quarantined),
+        )
+        .values(quarantined=quarantined)
+    )
+
+
 async def _reset_crash_history(session: AsyncSession, game_id: str) -> None:
     """A command relaunched the engine: the policy starts over, the last crash is kept
     (so a late report of it is still recognised), the quarantine is lifted."""
@@ -334,6 +345,7 @@ async def _reset_crash_history(session: AsyncSession, game_id: str) -> None:
             updated_at=func.now(),
         )
     )
+    await _mark_quarantine(session, game_id, False)
 
 
 async def _claim_fence(session: AsyncSession, game_id: str, fence: int, job_id: str | None) -> None:

@@ -53,6 +53,11 @@ class RuntimeRecordRow(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
     )
+    #: Migration 0004 (issue 12): the crash-loop policy's quarantine, for reads and
+    #: the REST filter; `crash_history` holds the policy's state.
+    quarantined: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
 
 
 class OperationLogRow(SQLModel, table=True):
