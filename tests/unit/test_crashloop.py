@@ -154,7 +154,9 @@ def test_the_budget_allows_exactly_n_restarts_per_window_then_quarantines() -> N
     assert (q.last_container_id, q.last_exit_code) == ("c4", 1)
     # Quarantined: further crashes are noted, nothing is scheduled.
     later = on_crash(policy, q, crash(5, now + 5), zero)
-    assert later.verdict is Verdict.ALREADY_QUARANTINED and later.history.pending_container_id is None
+    assert (
+        later.verdict is Verdict.ALREADY_QUARANTINED and later.history.pending_container_id is None
+    )
 
 
 def test_the_window_slides() -> None:
@@ -196,8 +198,7 @@ def test_a_clean_exit_counts_only_when_configured() -> None:
     clean = crash(1, 0, exit_code=0)
     assert on_crash(CrashPolicy(), None, clean, zero).verdict is Verdict.NOT_COUNTED
     assert (
-        on_crash(CrashPolicy(count_clean_exit=True), None, clean, zero).verdict
-        is Verdict.SCHEDULED
+        on_crash(CrashPolicy(count_clean_exit=True), None, clean, zero).verdict is Verdict.SCHEDULED
     )
     oom = crash(2, 0, reason=CrashReason.CONTAINER_OOM, exit_code=137)
     probe = crash(3, 0, reason=CrashReason.PROBE_FAILED, exit_code=None)
