@@ -206,6 +206,7 @@ async def _replace_gated(
         except (ContainerStartFailed, ImagePullFailed, StartConfigInvalid) as exc:
             failure = f"the new engine did not start: {exc.message}"
         else:
+            entry.container_id = info.id  # the patch's row names the engine it tried
             progress.new_container_id = info.id
             await deps.repos.save_patch_progress(progress)
             endpoint = running_record(deps, game_id, info, image_ref, record).engine_endpoint
@@ -233,8 +234,7 @@ async def _replace_gated(
             story.started(deps, game_id, info.id, image_ref)
             story.gate_failed(deps, game_id, info.id, gate)
     # 5. Undo.
-    restored = await roll_back(deps, op.lease, progress, failure, source, story)
-    entry.container_id = restored.current_container_id
+    await roll_back(deps, op.lease, progress, failure, source, story)
     await story.tell()
     raise PatchRolledBack(
         f"patch of {game_id} to {image_ref} rolled back to {progress.from_image_ref}: {failure}"
