@@ -53,6 +53,9 @@ NAME = "auto_restart"
 READ_BATCH = 100
 #: …but at most this many per iteration, so due restarts are never starved.
 MAX_ENTRIES_PER_ITERATION = 1000
+#: An iteration may restart engines (a Docker stop and create each): `/readyz`
+#: calls the loop wedged only after three of these without one completing.
+LIVENESS_SECONDS = 30.0
 
 _CRASHES = {
     HealthEventType.CONTAINER_EXITED: CrashReason.CONTAINER_EXITED,
@@ -91,6 +94,7 @@ def crash_of(entry: FeedEntry) -> CrashReport | None:
 
 class AutoRestart(PeriodicLoop):
     name = NAME
+    liveness_interval = LIVENESS_SECONDS
 
     def __init__(self, deps: ReconcilerDeps, feed: HealthEventFeed) -> None:
         super().__init__(deps.loops)
