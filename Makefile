@@ -74,7 +74,7 @@ images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offli
 	deploy/scripts/ensure-docker.sh
 	$(DEPLOY_ENV) deploy/images/build.sh
 
-up: ## Docker, images, galaxy-net, compose up -d, wait for /readyz (RTM_UP_TIMEOUT)
+up: ## Docker, images, galaxy-net, compose up -d, wait for /readyz (RTM_UP_TIMEOUT); RTMANAGER_* from the env, e.g. RTMANAGER_AUTO_RESTART=on
 	$(DEPLOY_ENV) deploy/scripts/up.sh
 
 down: ## remove the stack's containers, networks, volumes (not game state, not engines)
