@@ -95,9 +95,9 @@ class Switch(StrEnum):
     def _missing_(cls, value: object) -> Switch | None:
         # true/false, 1/0, yes/no as operators also write them.
         text = str(value).strip().lower()
-        if text in {"true", "1", "yes", "enabled"}:
+        if text in {"on", "true", "1", "yes", "enabled"}:
             return cls.ON
-        if text in {"false", "0", "no", "disabled", ""}:
+        if text in {"off", "false", "0", "no", "disabled", ""}:
             return cls.OFF
         return None
 
