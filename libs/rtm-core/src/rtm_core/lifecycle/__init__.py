@@ -16,7 +16,7 @@ from rtm_core.domain.vocabulary import OpSource
 from rtm_core.lifecycle import reconcile, selfheal
 from rtm_core.lifecycle.cleanup import cleanup
 from rtm_core.lifecycle.deps import LifecycleDeps
-from rtm_core.lifecycle.gated_patch import finish_interrupted_patches
+from rtm_core.lifecycle.gated_patch import finish_interrupted_patches, prune_snapshots
 from rtm_core.lifecycle.operation import OperationResult
 from rtm_core.lifecycle.replace import patch, restart
 from rtm_core.lifecycle.start import start
@@ -113,3 +113,6 @@ class Lifecycle:
 
     async def finish_interrupted_patches(self) -> int:
         return await finish_interrupted_patches(self.deps)
+
+    async def prune_snapshots(self) -> int:
+        return await prune_snapshots(self.deps)

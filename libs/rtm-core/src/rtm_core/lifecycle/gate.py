@@ -27,6 +27,8 @@ class GateResult:
     #: Probes made, and the longest run of consecutive successes.
     probes: int
     best_run: int
+    #: Failed probes in a row at the end (what a `probe_failed` event reports).
+    failing: int = 0
     #: The check that failed, in words an operator reads in the error message.
     reason: str = ""
     last: ProbeOutcome | None = None
@@ -50,16 +52,18 @@ async def await_healthy(
     """Probe until `successes` in a row (passed) or `deadline` seconds (failed)."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + deadline
-    probes = run = best = 0
+    probes = run = best = failing = 0
     last: ProbeOutcome | None = None
     while True:
         info = await deps.docker.inspect(container_id)
         if info is None or not info.running:
             code = "gone" if info is None else f"exited with code {info.exit_code}"
-            return GateResult(False, probes, best, f"the engine container {code}", last)
+            reason = f"the engine container {code}"
+            return GateResult(False, probes, best, max(failing, 1), reason, last)
         last = await deps.probe.healthz(endpoint, container_id)
         probes += 1
         run = run + 1 if last.ok else 0
+        failing = 0 if last.ok else failing + 1
         best = max(best, run)
         if run >= successes:
             return GateResult(True, probes, best, last=last)
@@ -75,6 +79,7 @@ async def await_healthy(
                 False,
                 probes,
                 best,
+                max(failing, 1),
                 f"no {wanted} within {deadline:g}s ({probes} probes, {seen})",
                 last,
             )

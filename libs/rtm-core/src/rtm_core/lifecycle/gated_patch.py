@@ -104,7 +104,7 @@ class _Story:
                 event_type=HealthEventType.PROBE_FAILED,
                 source=HealthSource.PROBE,
                 details={
-                    "consecutive_failures": max(gate.probes - gate.best_run, 1),
+                    "consecutive_failures": gate.failing,
                     "last_status": last.status if last else 0,
                     "last_error": (last.error if last else "") or gate.reason,
                 },
@@ -430,5 +430,35 @@ async def finish_interrupted_patches(deps: LifecycleDeps) -> int:
                 extra={"game_id": game_id, "error_code": exc.code, "error": exc.message},
             )
             continue
+        except Exception:
+            # A restore that cannot be done (the snapshot is gone, the disk
+            # full): the game stays as it is and the pass goes on; an operator
+            # restores by hand (runbook "Patch behind a health gate").
+            log.exception("interrupted patch could not be rolled back", extra={"game_id": game_id})
+            continue
         done += 1
     return done
+
+
+async def prune_snapshots(deps: LifecycleDeps) -> int:
+    """Snapshot retention over every game (the cleanup loop): count and age."""
+    s = deps.settings
+    folder = s.game_state_root / snapshots.SNAPSHOTS_DIR
+
+    def sweep() -> int:
+        if not folder.is_dir():
+            return 0
+        count = 0
+        for game in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+            count += len(
+                snapshots.prune(
+                    s.game_state_root,
+                    game,
+                    s.patch_snapshot_keep,
+                    s.patch_snapshot_max_age,
+                    deps.clock(),
+                )
+            )
+        return count
+
+    return await asyncio.to_thread(sweep)

@@ -196,10 +196,12 @@ async def _finish_interrupted_patch(
         await finish_interrupted(deps, lease, progress, source)
     except OperationInProgress:
         raise
-    except RtmError as exc:
+    except Exception as exc:
+        code = exc.code if isinstance(exc, RtmError) else InternalError.code
+        detail = exc.message if isinstance(exc, RtmError) else (str(exc) or repr(exc))
         raise OperationInProgress(
             f"game {game_id} is still rolling back an interrupted patch "
-            f"({exc.code}: {exc.message}); try again later"
+            f"({code}: {detail}); try again later"
         ) from exc
 
 
