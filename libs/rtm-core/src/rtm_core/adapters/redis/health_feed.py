@@ -8,9 +8,11 @@ events published while no leader ran wait in the stream (within
 `RTMANAGER_STREAM_MAXLEN`).
 
 Only the leader reads, so every replica uses one consumer name: a new
-leader first reads that consumer's pending entries (id `0`), then new ones
-(`>`). The group is created at the stream's end (`$`) the first time: events
-from before auto restart was switched on are not acted on.
+leader first walks that consumer's pending entries once (from id `0`), then
+reads new ones (`>`); an entry the reader keeps for later (its game was busy)
+is the reader's to retry, not re-delivered by the feed. The group is created
+at the stream's end (`$`) the first time: events from before auto restart
+was switched on are not acted on.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class HealthEventFeed:
         self.group = group
         self.consumer = consumer
         self._group_ready = False
-        #: Re-read what a previous leader was given and never acknowledged, first.
-        self._backlog = True
+        #: Re-read what a previous leader was given and never acknowledged, first,
+        #: once: from this id on (the pending list is walked, not re-read).
+        self._backlog: str | None = "0"
 
     async def ensure_group(self) -> None:
         try:
@@ -56,16 +59,17 @@ class HealthEventFeed:
             if "NOGROUP" not in str(exc):
                 raise
             # The stream or the group went away (Redis flushed): start over at its end.
-            self._group_ready, self._backlog = False, True
+            self._group_ready, self._backlog = False, "0"
             await self.ensure_group()
             return await self._read(count, block_ms)
 
     async def _read(self, count: int, block_ms: int) -> list[FeedEntry]:
-        if self._backlog:
-            entries = await self._xreadgroup("0", count, None)
+        if self._backlog is not None:
+            entries = await self._xreadgroup(self._backlog, count, None)
             if entries:
+                self._backlog = entries[-1].entry_id
                 return entries
-            self._backlog = False
+            self._backlog = None
         return await self._xreadgroup(">", count, block_ms or None)
 
     async def _xreadgroup(self, last_id: str, count: int, block: int | None) -> list[FeedEntry]:
