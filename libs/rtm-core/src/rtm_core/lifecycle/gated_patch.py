@@ -79,6 +79,7 @@ from rtm_core.lifecycle.engine import (
 from rtm_core.lifecycle.gate import GateResult, await_healthy
 from rtm_core.lifecycle.operation import AfterCommit, Operation, OperationResult
 from rtm_core.ports import LeaseGrant
+from rtm_core.settings import PullPolicy
 
 log = logging.getLogger("rtm_core.lifecycle.gated_patch")
 
@@ -153,9 +154,10 @@ async def gated_patch(
         return await _replace_gated(deps, op, record, image_ref, source, progress, state_dir)
     except PatchRolledBack:
         raise
-    except BaseException:
-        # This patch answers now (its failure row follows): whoever finishes the
-        # rollback later writes only the rollback's row.
+    except Exception:
+        # This patch answers now (the frame writes its failure row): whoever
+        # finishes the rollback later writes only the rollback's row. A
+        # cancelled patch (shutdown) writes no row: the finisher writes it.
         progress.answered = True
         try:
             await asyncio.shield(deps.repos.save_patch_progress(progress))
@@ -278,7 +280,12 @@ async def roll_back(
                 "rejected_state": str(rejected) if rejected else None,
             },
         )
-    info = await launch(deps, lease, game_id, progress.from_image_ref)
+    # The previous image ran until a moment ago: take it from the daemon when
+    # it is there, whatever the pull policy (a registry outage must not keep
+    # the game down).
+    info = await launch(
+        deps, lease, game_id, progress.from_image_ref, pull_policy=PullPolicy.IF_NOT_PRESENT
+    )
     previous = await deps.repos.get_record(game_id)
     record = running_record(deps, game_id, info, progress.from_image_ref, previous)
     row = OperationLogEntry(
