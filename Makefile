@@ -89,7 +89,7 @@ images: ## build galaxy/rtm:<version> (+ rtm-postgres:15, rtm-redis:7 when offli
 # Swarm services; `up` inits a one-node swarm when the daemon is in none (docs/scale-out.md).
 ENGINE_BACKEND ?=
 
-up: ## Docker, images, engine backend + network, compose up -d, wait for /readyz (ENGINE_BACKEND=swarm)
+up: ## Docker, images, engine backend + network, compose up -d, wait for /readyz (ENGINE_BACKEND=swarm; RTMANAGER_* from the env, e.g. RTMANAGER_AUTO_RESTART=on)
 	ENGINE_BACKEND=$(ENGINE_BACKEND) $(DEPLOY_ENV) deploy/scripts/up.sh
 
 down: ## remove the stack (containers, networks, volumes) and the swarm/overlay `up` created (not game state, not engines)

@@ -7,7 +7,9 @@
 #      attachable overlay in a swarm initialised here if the daemon is in none
 #      (swarm); engine-backend.sh says how switching backends stays safe
 #   4. the game state root, writable by the RTM user (never emptied)
-#   5. compose up -d
+#   5. compose up -d (RTMANAGER_* of the shell or deploy/compose/.env reach RTM
+#      through compose's interpolation, e.g. the opt-in self-healing switches:
+#      RTMANAGER_AUTO_RESTART=on RTMANAGER_PATCH_HEALTH_GATE=on make up)
 #   6. wait, bounded by RTM_UP_TIMEOUT (default 180 s), until rtm-api's
 #      /readyz answers and every RTM service is healthy; on timeout print
 #      the state and logs of whatever is not, and fail.
@@ -83,6 +85,9 @@ dump_failing() {
     done
 }
 
+say "self-healing: auto restart $(env_get RTMANAGER_AUTO_RESTART off)," \
+    "patch health gate $(env_get RTMANAGER_PATCH_HEALTH_GATE off)," \
+    "start wait ready $(env_get RTMANAGER_START_WAIT_READY off)"
 if ! "${compose[@]}" up -d --remove-orphans; then
     dump_failing
     exit 1

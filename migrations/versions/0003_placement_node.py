@@ -1,6 +1,6 @@
 """runtime_records.placement_node: the node a game's state lives on
 
-Revision ID: 0003_swarm
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_swarm"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

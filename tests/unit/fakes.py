@@ -29,6 +29,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from rtm_core import ports
+from rtm_core.domain.crashloop import CrashHistory, lifted
 from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, EngineEvent, EngineSpec
 from rtm_core.domain.errors import (
     ContainerStartFailed,
@@ -38,7 +39,12 @@ from rtm_core.domain.errors import (
     OperationInProgress,
 )
 from rtm_core.domain.ordering import GameFence, order_id_at
-from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.records import (
+    HealthSnapshot,
+    OperationLogEntry,
+    PatchProgress,
+    RuntimeRecord,
+)
 from rtm_core.domain.vocabulary import (
     LABEL_GAME_ID,
     LABEL_IMAGE_REF,
@@ -311,6 +317,8 @@ class FakeRepositories:
         self.op_log: list[OperationLogEntry] = []
         self.snapshots: dict[str, HealthSnapshot] = {}
         self.fences: dict[str, GameFence] = {}
+        self.crash: dict[str, CrashHistory] = {}
+        self.patches: dict[str, PatchProgress] = {}
         #: Raised, one per call, by the next commits (the database went away).
         self.commit_failures: list[BaseException] = []
         self._ids = itertools.count(1)
@@ -321,19 +329,26 @@ class FakeRepositories:
 
     # runtime_records -------------------------------------------------------
 
-    async def get_record(self, game_id: str) -> RuntimeRecord | None:
-        return copy.deepcopy(self.records.get(game_id))
+    def _read(self, record: RuntimeRecord) -> RuntimeRecord:
+        return copy.deepcopy(record)
 
-    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]:
-        return [
-            copy.deepcopy(r)
+    async def get_record(self, game_id: str) -> RuntimeRecord | None:
+        record = self.records.get(game_id)
+        return None if record is None else self._read(record)
+
+    async def list_records(
+        self, status: str | None = None, *, quarantined: bool | None = None
+    ) -> list[RuntimeRecord]:
+        found = [
+            self._read(r)
             for _, r in sorted(self.records.items())
             if status is None or r.status == status
         ]
+        return [r for r in found if quarantined is None or r.quarantined is quarantined]
 
     async def live_records(self) -> list[RuntimeRecord]:
         return [
-            copy.deepcopy(r)
+            self._read(r)
             for _, r in sorted(self.records.items())
             if r.status != RuntimeStatus.REMOVED
         ]
@@ -345,7 +360,7 @@ class FakeRepositories:
             if r.status == RuntimeStatus.STOPPED and r.stopped_at is not None
             if r.stopped_at < cutoff
         ]
-        return [copy.deepcopy(r) for r in sorted(stopped, key=lambda r: r.stopped_at or cutoff)]
+        return [self._read(r) for r in sorted(stopped, key=lambda r: r.stopped_at or cutoff)]
 
     async def count_by_status(self) -> dict[str, int]:
         return dict(Counter(r.status for r in self.records.values()))
@@ -370,6 +385,8 @@ class FakeRepositories:
         *,
         fence: int | None = None,
         job_id: str | None = None,
+        finish_patch: bool = False,
+        reset_crash_history: bool = False,
     ) -> None:
         if self.commit_failures:
             raise self.commit_failures.pop(0)
@@ -383,6 +400,11 @@ class FakeRepositories:
             self.fences[entry.game_id] = GameFence(fence, last_job_id)
         if record is not None:
             self._upsert(record)
+        if finish_patch:
+            self.patches.pop(entry.game_id, None)
+        if reset_crash_history and entry.game_id in self.crash:
+            self.crash[entry.game_id] = lifted(self.crash[entry.game_id])
+            self._mark_quarantine(entry.game_id, False)
         entry.id = next(self._ids)
         self.op_log.append(copy.deepcopy(entry))
 
@@ -405,6 +427,43 @@ class FakeRepositories:
 
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
         return copy.deepcopy(self.snapshots.get(game_id))
+
+    # crash_history ---------------------------------------------------------
+
+    async def get_crash_history(self, game_id: str) -> CrashHistory | None:
+        return copy.deepcopy(self.crash.get(game_id))
+
+    async def save_crash_history(self, history: CrashHistory) -> None:
+        """The history, and its quarantine on the game's record, together."""
+        self.crash[history.game_id] = copy.deepcopy(history)
+        self._mark_quarantine(history.game_id, history.quarantined)
+
+    def _mark_quarantine(self, game_id: str, quarantined: bool) -> None:
+        if game_id in self.records:
+            self.records[game_id].quarantined = quarantined
+
+    async def crash_histories(self) -> list[CrashHistory]:
+        return [
+            copy.deepcopy(h)
+            for _, h in sorted(self.crash.items())
+            if h.pending_container_id is not None or h.quarantined
+        ]
+
+    # patch_progress --------------------------------------------------------
+
+    async def get_patch_progress(self, game_id: str) -> PatchProgress | None:
+        return copy.deepcopy(self.patches.get(game_id))
+
+    async def save_patch_progress(self, progress: PatchProgress) -> None:
+        stored = copy.deepcopy(progress)
+        stored.updated_at = self.clock()
+        self.patches[progress.game_id] = stored
+
+    async def patches_in_progress(self) -> list[PatchProgress]:
+        return [copy.deepcopy(p) for _, p in sorted(self.patches.items())]
+
+    async def delete_patch_progress(self, game_id: str) -> None:
+        self.patches.pop(game_id, None)
 
 
 class FakeLeaseGrant:
@@ -540,6 +599,59 @@ class FakeEventPublisher:
         return f"{next(self._ids)}-0"
 
 
+class FakeEngineProbe:
+    """Scripted `/healthz` answers per container (`answers[container_id]`, one per
+    probe, the last repeated), or `default` for a container with none."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[ports.ProbeOutcome]] = {}
+        self.default = ports.ProbeOutcome(ok=True, status=200)
+        self.probed: list[tuple[str, str]] = []
+
+    def script(self, container_id: str, *answers: ports.ProbeOutcome) -> None:
+        self.answers[container_id] = list(answers)
+
+    async def healthz(self, endpoint: str, container_id: str) -> ports.ProbeOutcome:
+        self.probed.append((endpoint, container_id))
+        queue = self.answers.get(container_id)
+        if not queue:
+            return self.default
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+class FakeHealthEventFeed:
+    """The health events stream through a consumer group, in memory: `publish`
+    adds an entry, `read` delivers the unacknowledged ones first (as a new
+    leader would be given them), then new ones."""
+
+    def __init__(self) -> None:
+        self.entries: list[ports.FeedEntry] = []
+        self.delivered: set[str] = set()
+        self.acked: set[str] = set()
+        self._ids = itertools.count(1)
+
+    def publish(self, event: HealthEvent | None, problem: str = "") -> str:
+        entry_id = f"{next(self._ids)}-0"
+        self.entries.append(ports.FeedEntry(entry_id, event, problem))
+        return entry_id
+
+    def reconnect(self) -> None:
+        """A new reader (a new leader): what was delivered and never acked comes again."""
+        self.delivered &= self.acked
+
+    async def read(self, count: int, block_ms: int = 0) -> list[ports.FeedEntry]:
+        fresh = [e for e in self.entries if e.entry_id not in self.delivered][:count]
+        self.delivered |= {e.entry_id for e in fresh}
+        return fresh
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        self.acked |= set(entry_ids)
+
+    @property
+    def pending(self) -> list[str]:
+        return [e.entry_id for e in self.entries if e.entry_id not in self.acked]
+
+
 class FakeLobby:
     def __init__(self) -> None:
         self.looked_up: list[str] = []
@@ -560,6 +672,8 @@ if TYPE_CHECKING:  # mypy --strict checks that every fake satisfies its port.
     _exits: ports.ExpectedExits = FakeExpectedExits()
     _publisher: ports.EventPublisher = FakeEventPublisher()
     _lobby: ports.LobbyDiagnostics = FakeLobby()
+    _probe: ports.EngineProbe = FakeEngineProbe()
+    _feed: ports.HealthEventFeed = FakeHealthEventFeed()
     _clock: ports.Clock = FakeClock()
 
 #: Images every unit rig has locally, as `galaxy/test-engine` tags.
@@ -593,6 +707,10 @@ def unit_settings(state_root: Path, **overrides: Any) -> Settings:
         "container_stop_timeout_seconds": 7,
         "container_retention_days": 30,
         "game_lease_ttl_seconds": 60,
+        # Issue 12: every self-healing feature off unless a test turns it on.
+        "auto_restart": "off",
+        "patch_health_gate": "off",
+        "start_wait_ready": "off",
     }
     values.update(overrides)
     return load_settings(**values)
@@ -614,6 +732,7 @@ class Fakes:
     metric_reader: InMemoryMetricReader
     #: The lifecycle's own reporter, for what the watcher reports through it.
     health: HealthReporter
+    probe: FakeEngineProbe
     #: Engine calls and expected-exit marks, in the order they happened.
     journal: Journal
 
@@ -662,6 +781,7 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
     publisher = FakeEventPublisher()
     lobby = FakeLobby()
     health = HealthReporter(publisher, repos, metrics)
+    probe = FakeEngineProbe()
     fakes = Fakes(
         settings=settings,
         clock=clock,
@@ -674,6 +794,7 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
         metrics=metrics,
         metric_reader=reader,
         health=health,
+        probe=probe,
         journal=journal,
     )
     deps = LifecycleDeps(
@@ -686,6 +807,8 @@ def make_lifecycle(state_root: Path, **settings_overrides: Any) -> tuple[Lifecyc
         lobby=lobby,
         exits=exits,
         metrics=metrics,
+        probe=probe,
         clock=clock,
+        draw=lambda: 0.5,
     )
     return Lifecycle(deps), fakes

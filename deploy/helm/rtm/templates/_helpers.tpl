@@ -110,6 +110,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- else -}}
 {{- $_ := set $cfg "RTMANAGER_DOCKER_HOST" "unix:///var/run/docker.sock" -}}
 {{- end -}}
+{{- with .Values.selfHealing -}}
+{{- if .autoRestart.enabled -}}
+{{- $a := .autoRestart -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART" "on" -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_BACKOFF_INITIAL" $a.backoffInitial -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_BACKOFF_FACTOR" (toString $a.backoffFactor) -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_BACKOFF_MAX" $a.backoffMax -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_BACKOFF_JITTER" (toString $a.backoffJitter) -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_BUDGET" (toString $a.budget) -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_WINDOW" $a.window -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_RESET_AFTER" $a.resetAfter -}}
+{{- $_ := set $cfg "RTMANAGER_AUTO_RESTART_COUNT_CLEAN_EXIT" (toString $a.countCleanExit) -}}
+{{- end -}}
+{{- if .patchHealthGate.enabled -}}
+{{- $g := .patchHealthGate -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_HEALTH_GATE" "on" -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_GATE_PROBES" (toString $g.probes) -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_GATE_DEADLINE" $g.deadline -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_GATE_INTERVAL" $g.interval -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_SNAPSHOTS" (ternary "on" "off" $g.snapshots.enabled) -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_SNAPSHOT_KEEP" (toString $g.snapshots.keep) -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_SNAPSHOT_MAX_AGE" $g.snapshots.maxAge -}}
+{{- $_ := set $cfg "RTMANAGER_PATCH_SNAPSHOT_MAX_SIZE" $g.snapshots.maxSize -}}
+{{- end -}}
+{{- if .startWaitReady.enabled -}}
+{{- $_ := set $cfg "RTMANAGER_START_WAIT_READY" "on" -}}
+{{- $_ := set $cfg "RTMANAGER_START_READY_TIMEOUT" .startWaitReady.timeout -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.metrics.enabled -}}
 {{- $_ := set $cfg "OTEL_METRICS_EXPORTER" "prometheus" -}}
 {{- $_ := set $cfg "OTEL_EXPORTER_PROMETHEUS_HOST" "0.0.0.0" -}}

@@ -98,6 +98,8 @@ class Metrics:
         self.stream_lag = GaugeValues()
         self.leader = GaugeValues()
         self.loop_age = GaugeValues()
+        self.games_in_backoff = GaugeValues()
+        self.games_quarantined = GaugeValues()
         m.create_observable_gauge(
             "rtmanager.runtime_records_by_status",
             [self.records_by_status.callback],
@@ -123,6 +125,18 @@ class Metrics:
             [self.loop_age.callback],
             unit="s",
             description="Seconds since the loop last completed an iteration",
+        )
+        # Issue 12 (RTMANAGER_AUTO_RESTART=on): set by the auto-restart loop of the
+        # rtm-reconciler leader only; nothing is exported while the feature is off.
+        m.create_observable_gauge(
+            "rtmanager.games_in_backoff",
+            [self.games_in_backoff.callback],
+            description="Games whose engine crashed and waits for its automatic restart",
+        )
+        m.create_observable_gauge(
+            "rtmanager.games_quarantined",
+            [self.games_quarantined.callback],
+            description="Games quarantined by the crash-loop policy (no automatic restarts)",
         )
         self.docker_op_latency = m.create_histogram(
             "rtmanager.docker_op_latency",
@@ -163,6 +177,10 @@ class Metrics:
         self.jobs_dead_lettered = m.create_counter(
             "rtmanager.jobs_dead_lettered",
             description="Stream jobs given up after too many deliveries (dead-lettered)",
+        )
+        self.auto_restarts = m.create_counter(
+            "rtmanager.auto_restarts",
+            description="Automatic restarts of crashed engines, by what ended the engine",
         )
 
         self.start_counters_at_zero()

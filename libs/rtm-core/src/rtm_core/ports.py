@@ -11,6 +11,8 @@ in-memory fake in `tests/unit/fakes.py`:
     ExpectedExits      adapters.redis.exits.ExpectedExits          Redis
     EventPublisher     adapters.redis.publishers.Publishers        Redis streams
     LobbyDiagnostics   adapters.lobby.LobbyDiagnostics             Lobby (HTTP)
+    EngineProbe        adapters.engine_probe.EngineProbe           engines' /healthz
+    HealthEventFeed    adapters.redis.health_feed.HealthEventFeed  Redis stream (group)
     Clock              a function returning an aware UTC datetime
 
 Errors cross a port as `rtm_core.domain.errors.RtmError` subclasses only: an
@@ -21,12 +23,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from rtm_core.domain.crashloop import CrashHistory
 from rtm_core.domain.engine import ContainerInfo, EngineEvent, EngineSpec
 from rtm_core.domain.ordering import GameFence
-from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.records import (
+    HealthSnapshot,
+    OperationLogEntry,
+    PatchProgress,
+    RuntimeRecord,
+)
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
 from rtm_core.settings import PullPolicy
 
@@ -65,7 +74,9 @@ class EngineRuntime(Protocol):
 class RuntimeRecords(Protocol):
     async def get_record(self, game_id: str) -> RuntimeRecord | None: ...
 
-    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]: ...
+    async def list_records(
+        self, status: str | None = None, *, quarantined: bool | None = None
+    ) -> list[RuntimeRecord]: ...
 
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
@@ -88,12 +99,16 @@ class OperationLog(Protocol):
         *,
         fence: int | None = None,
         job_id: str | None = None,
+        finish_patch: bool = False,
+        reset_crash_history: bool = False,
     ) -> None:
         """Append `entry` and upsert `record` in one transaction.
 
         With `fence`, the write is refused (FencedOut, nothing written) when
         the game's stored fence is newer; otherwise the fence, and `job_id`
-        when given, become the game's.
+        when given, become the game's. `finish_patch` deletes the game's
+        `PatchProgress` and `reset_crash_history` starts its crash-loop policy
+        over (`crashloop.lifted`), both in the same transaction.
         """
 
     async def append_operation(self, entry: OperationLogEntry) -> None: ...
@@ -108,8 +123,33 @@ class HealthSnapshots(Protocol):
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None: ...
 
 
-class Repositories(RuntimeRecords, OperationLog, HealthSnapshots, Protocol):
-    """The three tables behind one transaction boundary."""
+class CrashHistories(Protocol):
+    """The crash-loop policy's durable state (`crash_history`, issue 12)."""
+
+    async def get_crash_history(self, game_id: str) -> CrashHistory | None: ...
+
+    async def save_crash_history(self, history: CrashHistory) -> None: ...
+
+    async def crash_histories(self) -> list[CrashHistory]:
+        """Games with a restart scheduled or a quarantine."""
+
+
+class PatchProgresses(Protocol):
+    """Health-gated patches under way (`patch_progress`, issue 12)."""
+
+    async def get_patch_progress(self, game_id: str) -> PatchProgress | None: ...
+
+    async def save_patch_progress(self, progress: PatchProgress) -> None: ...
+
+    async def patches_in_progress(self) -> list[PatchProgress]: ...
+
+    async def delete_patch_progress(self, game_id: str) -> None: ...
+
+
+class Repositories(
+    RuntimeRecords, OperationLog, HealthSnapshots, CrashHistories, PatchProgresses, Protocol
+):
+    """The tables behind one transaction boundary."""
 
 
 class LeaseGrant(Protocol):
@@ -160,3 +200,41 @@ class LobbyDiagnostics(Protocol):
         """Fire-and-forget: never delays the caller."""
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """One `GET /healthz` of an engine: a 2xx is `ok`; otherwise what went wrong."""
+
+    ok: bool
+    status: int = 0
+    error: str = ""
+
+
+class EngineProbe(Protocol):
+    """Asks one engine whether it is healthy, at the address the probe worker uses
+    (`RTMANAGER_PROBE_ADDRESS_MODE`: the record's `engine_endpoint`, or the
+    container's IP on the engine network)."""
+
+    async def healthz(self, endpoint: str, container_id: str) -> ProbeOutcome:
+        """Never raises for an engine that does not answer: that is `ok=False`."""
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """A health event read from `runtime:health_events` through a consumer group;
+    `event` is None for an entry that is not a health event RTM can read."""
+
+    entry_id: str
+    event: HealthEvent | None
+    problem: str = ""
+
+
+class HealthEventFeed(Protocol):
+    """`runtime:health_events` read through a consumer group of its own, so that an
+    entry delivered to a reader that died is delivered again (issue 12)."""
+
+    async def read(self, count: int, block_ms: int = 0) -> list[FeedEntry]:
+        """Entries delivered but never acknowledged first, then new ones."""
+
+    async def ack(self, entry_ids: Sequence[str]) -> None: ...

@@ -93,6 +93,26 @@ class EngineBackend(StrEnum):
     SWARM = "swarm"
 
 
+class Switch(StrEnum):
+    """An opt-in feature: `off` (the default: RTM behaves as the SPEC says) or `on`."""
+
+    OFF = "off"
+    ON = "on"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Switch | None:
+        # true/false, 1/0, yes/no as operators also write them.
+        text = str(value).strip().lower()
+        if text in {"on", "true", "1", "yes", "enabled"}:
+            return cls.ON
+        if text in {"off", "false", "0", "no", "disabled", ""}:
+            return cls.OFF
+        return None
+
+    def __bool__(self) -> bool:
+        return self is Switch.ON
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTMANAGER_", extra="ignore", frozen=True)
 
@@ -187,6 +207,46 @@ class Settings(BaseSettings):
     #: when this replica picked its entry up; then it is answered with that code.
     jobs_deadline: Duration = 300.0
 
+    # Self-healing (issue 12), every part opt-in: with the defaults RTM does
+    # exactly what the SPEC says and nothing more.
+    #: Restart engines that die or fail their probes while their record is `running`.
+    auto_restart: Switch = Switch.OFF
+    auto_restart_backoff_initial: Duration = 10.0
+    auto_restart_backoff_factor: float = Field(default=2.0, ge=1.0)
+    auto_restart_backoff_max: Duration = 300.0
+    #: Each delay is drawn from [delay x (1 - jitter), delay].
+    auto_restart_backoff_jitter: float = Field(default=0.2, ge=0.0, lt=1.0)
+    #: At most this many automatic restarts per window; the next crash quarantines.
+    auto_restart_budget: int = Field(default=5, gt=0)
+    auto_restart_window: Duration = 1800.0
+    #: An engine that ran this long before it died starts the backoff over.
+    auto_restart_reset_after: Duration = 600.0
+    #: Whether an exit with code 0 counts as a crash (default: it is left alone).
+    auto_restart_count_clean_exit: bool = False
+    #: Consumer group of the auto-restart loop on the health events stream.
+    auto_restart_consumer_group: str = "rtmanager-auto-restart"
+    #: How often the loop looks at its due restarts and the engines' states.
+    auto_restart_interval: Duration = 1.0
+
+    #: Patch behind a health gate, rolled back (state included) when it fails.
+    patch_health_gate: Switch = Switch.OFF
+    #: Consecutive successful `/healthz` probes the new engine must answer…
+    patch_gate_probes: int = Field(default=3, gt=0)
+    #: …within this long after it started.
+    patch_gate_deadline: Duration = 60.0
+    patch_gate_interval: Duration = 1.0
+    #: Copy the state dir before a gated patch, and restore it on rollback.
+    patch_snapshots: Switch = Switch.ON
+    patch_snapshot_keep: int = Field(default=3, gt=0)
+    patch_snapshot_max_age: Duration = 7 * 24 * 3600.0
+    #: A state dir larger than this refuses the snapshot, and the patch with it.
+    patch_snapshot_max_size: Size = 1024**3
+
+    #: Start answers only after the engine's first successful `/healthz`
+    #: (REST `?wait_ready=` overrides it per request).
+    start_wait_ready: Switch = Switch.OFF
+    start_ready_timeout: Duration = 60.0
+
     # Coordination
     game_lease_ttl_seconds: int = Field(default=60, gt=0)
     leader_lease_ttl_seconds: int = Field(default=15, gt=0)
@@ -241,6 +301,15 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value() in {"", "changeme", "changethis"}:
             raise ValueError("refusing an empty or placeholder token; unset it to disable auth")
         return value
+
+    @model_validator(mode="after")
+    def _backoff(self) -> Settings:
+        if self.auto_restart_backoff_initial > self.auto_restart_backoff_max:
+            raise ValueError(
+                "RTMANAGER_AUTO_RESTART_BACKOFF_INITIAL must not exceed "
+                "RTMANAGER_AUTO_RESTART_BACKOFF_MAX"
+            )
+        return self
 
     @model_validator(mode="after")
     def _redis_target(self) -> Settings:

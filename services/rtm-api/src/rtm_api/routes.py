@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import Deps, Source, bearer_guard
 from rtm_api.errors import error_responses
 from rtm_api.schemas import (
@@ -31,6 +32,7 @@ from rtm_core.domain.errors import (
     ImageRefNotSemver,
     NotFound,
     OperationInProgress,
+    PatchRolledBack,
     RtmError,
     SemverPatchOnly,
     StartConfigInvalid,
@@ -65,8 +67,10 @@ OPERATION_ERRORS: Mapping[OpKind, tuple[type[RtmError], ...]] = {
         NotFound,
         Conflict,
         *_LAUNCH,
+        PatchRolledBack,
     ),
     OpKind.CLEANUP_CONTAINER: (NotFound, Conflict, *_RETIRE),
+    OpKind.QUARANTINE_LIFT: (NotFound, OperationInProgress),
 }
 
 
@@ -78,9 +82,9 @@ GameId = Annotated[
 ]
 
 
-def _record(result: OperationResult) -> RuntimeRecord:
+def _record(result: OperationResult, deps: ApiDeps) -> RuntimeRecord:
     assert result.record is not None  # REST operations always leave a record
-    return RuntimeRecord.of(result.record)
+    return RuntimeRecord.of(result.record, with_quarantine=bool(deps.settings.auto_restart))
 
 
 def _errors(kind: OpKind) -> dict[int | str, dict[str, Any]]:
@@ -95,9 +99,17 @@ def runtimes_router() -> APIRouter:
     async def list_runtimes(
         deps: Deps,
         status: Annotated[RuntimeStatus | None, Query(description="Only this status")] = None,
+        quarantined: Annotated[
+            bool | None,
+            Query(
+                description="Only quarantined (true) or not quarantined (false) runtimes "
+                "(RTMANAGER_AUTO_RESTART; nothing is quarantined while it is off)"
+            ),
+        ] = None,
     ) -> RuntimeList:
         """Every runtime record, by game_id."""
-        return RuntimeList.of(await deps.records.list_records(status and status.value))
+        rows = await deps.records.list_records(status and status.value, quarantined=quarantined)
+        return RuntimeList.of(rows, with_quarantine=bool(deps.settings.auto_restart))
 
     @router.get("/{game_id}", response_model=RuntimeRecord, responses=error_responses(NotFound))
     async def get_runtime(game_id: GameId, deps: Deps) -> RuntimeRecord:
@@ -105,7 +117,7 @@ def runtimes_router() -> APIRouter:
         row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
             raise NotFound(f"no runtime for game {game_id}")
-        return RuntimeRecord.of(row)
+        return RuntimeRecord.of(row, with_quarantine=bool(deps.settings.auto_restart))
 
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(
@@ -120,35 +132,51 @@ def runtimes_router() -> APIRouter:
 
     @router.post("/{game_id}/start", response_model=RuntimeRecord, responses=_errors(OpKind.START))
     async def start(
-        game_id: GameId, body: ImageRequest, source: Source, deps: Deps
+        game_id: GameId,
+        body: ImageRequest,
+        source: Source,
+        deps: Deps,
+        wait_ready: Annotated[
+            bool | None,
+            Query(
+                description="Answer only after the engine's first successful /healthz; "
+                "not within RTMANAGER_START_READY_TIMEOUT: 502 container_start_failed "
+                "(the engine is removed again). Default: RTMANAGER_START_WAIT_READY"
+            ),
+        ] = None,
     ) -> RuntimeRecord:
         """Start the game's engine; the same image already running is a success (replay)."""
-        return _record(
-            await deps.lifecycle.start(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
+        result = await deps.lifecycle.start(
+            game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT, wait_ready=wait_ready
         )
+        return _record(result, deps)
 
     @router.post("/{game_id}/stop", response_model=RuntimeRecord, responses=_errors(OpKind.STOP))
     async def stop(game_id: GameId, body: StopRequest, source: Source, deps: Deps) -> RuntimeRecord:
         """Stop the engine, keep its container; an already stopped runtime is a replay."""
-        return _record(
-            await deps.lifecycle.stop(game_id, body.reason, source, lease_wait=REST_LEASE_WAIT)
-        )
+        result = await deps.lifecycle.stop(game_id, body.reason, source, lease_wait=REST_LEASE_WAIT)
+        return _record(result, deps)
 
     @router.post(
         "/{game_id}/restart", response_model=RuntimeRecord, responses=_errors(OpKind.RESTART)
     )
     async def restart(game_id: GameId, source: Source, deps: Deps) -> RuntimeRecord:
-        """Recreate the engine with its current image; works from running and stopped."""
-        return _record(await deps.lifecycle.restart(game_id, source, lease_wait=REST_LEASE_WAIT))
+        """Recreate the engine with its current image; works from running and stopped.
+        With RTMANAGER_AUTO_RESTART=on it also lifts a quarantine."""
+        result = await deps.lifecycle.restart(game_id, source, lease_wait=REST_LEASE_WAIT)
+        return _record(result, deps)
 
     @router.post("/{game_id}/patch", response_model=RuntimeRecord, responses=_errors(OpKind.PATCH))
     async def patch(
         game_id: GameId, body: ImageRequest, source: Source, deps: Deps
     ) -> RuntimeRecord:
-        """Recreate the engine with a new patch version of its image."""
-        return _record(
-            await deps.lifecycle.patch(game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT)
+        """Recreate the engine with a new patch version of its image. With
+        RTMANAGER_PATCH_HEALTH_GATE=on the new engine must pass the health gate, or
+        RTM restores the state and the previous image: 502 `patch_rolled_back`."""
+        result = await deps.lifecycle.patch(
+            game_id, body.image_ref, source, lease_wait=REST_LEASE_WAIT
         )
+        return _record(result, deps)
 
     @router.delete(
         "/{game_id}/container",
@@ -157,6 +185,19 @@ def runtimes_router() -> APIRouter:
     )
     async def cleanup(game_id: GameId, source: Source, deps: Deps) -> RuntimeRecord:
         """Remove a stopped engine's container; the state directory stays."""
-        return _record(await deps.lifecycle.cleanup(game_id, source, lease_wait=REST_LEASE_WAIT))
+        result = await deps.lifecycle.cleanup(game_id, source, lease_wait=REST_LEASE_WAIT)
+        return _record(result, deps)
+
+    @router.post(
+        "/{game_id}/quarantine/lift",
+        response_model=RuntimeRecord,
+        responses=_errors(OpKind.QUARANTINE_LIFT),
+    )
+    async def lift_quarantine(game_id: GameId, source: Source, deps: Deps) -> RuntimeRecord:
+        """Lift the crash-loop quarantine (RTMANAGER_AUTO_RESTART): automatic restarts
+        start over. The engine is left as it is; restart it to run it again. A runtime
+        that is not quarantined answers as a replay (`replay_no_op` in its history)."""
+        result = await deps.lifecycle.lift_quarantine(game_id, source, lease_wait=REST_LEASE_WAIT)
+        return _record(result, deps)
 
     return router

@@ -3,9 +3,11 @@
 `RuntimeRecord` is the `runtime_records` row of `rtm_core.domain.records` field for
 field and in column order, as reference 001 shows it: timestamps RFC 3339
 UTC with `Z` and whole seconds (`2026-04-28T07:18:54Z`), absent values as
-`null`. Request bodies are validated here only for shape; the rules about
-their values (image reference grammar, stop reasons, semver) live in
-`rtm_core` and answer with their own error codes.
+`null`. One additive field, `quarantined` (issue 12), is rendered only while
+RTMANAGER_AUTO_RESTART=on: with the default the record is exactly 001's.
+Request bodies are validated here only for shape; the rules about their
+values (image reference grammar, stop reasons, semver) live in `rtm_core` and
+answer with their own error codes.
 """
 
 from __future__ import annotations
@@ -56,18 +58,30 @@ class RuntimeRecord(_Out):
     removed_at: Timestamp | None
     last_op_at: Timestamp | None
     created_at: Timestamp | None
+    quarantined: Annotated[bool | None, WithJsonSchema({"type": "boolean"})] = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description=(
+            "Present only when RTMANAGER_AUTO_RESTART=on: true while the crash-loop "
+            "policy holds the game (no more automatic restarts until "
+            "POST …/quarantine/lift or a restart)"
+        ),
+    )
 
     @classmethod
-    def of(cls, row: RuntimeRecordRow) -> Self:
-        return cls.model_validate(row)
+    def of(cls, row: RuntimeRecordRow, *, with_quarantine: bool = False) -> Self:
+        record = cls.model_validate(row)
+        if with_quarantine:
+            return record.model_copy(update={"quarantined": row.quarantined})
+        return record.model_copy(update={"quarantined": None})
 
 
 class RuntimeList(_Out):
     items: list[RuntimeRecord]
 
     @classmethod
-    def of(cls, rows: Sequence[RuntimeRecordRow]) -> Self:
-        return cls(items=[RuntimeRecord.of(row) for row in rows])
+    def of(cls, rows: Sequence[RuntimeRecordRow], *, with_quarantine: bool = False) -> Self:
+        return cls(items=[RuntimeRecord.of(r, with_quarantine=with_quarantine) for r in rows])
 
 
 class Operation(_Out):

@@ -102,7 +102,13 @@ def build_app() -> FastStream:
     broker.publisher(
         stream=_default("redis_health_events_stream"),
         title="runtime:health_events",
-        description="RTM → anyone (RTMANAGER_REDIS_HEALTH_EVENTS_STREAM), plain XADD.",
+        description=(
+            "RTM → anyone (RTMANAGER_REDIS_HEALTH_EVENTS_STREAM), plain XADD. The seven "
+            "event types of the contract; container_quarantined is additive and published "
+            "only with RTMANAGER_AUTO_RESTART=on. With it on, rtm-reconciler also reads "
+            "this stream through its own consumer group "
+            "(RTMANAGER_AUTO_RESTART_CONSUMER_GROUP)."
+        ),
         schema=HealthEvent,
     )
     broker.publisher(
@@ -111,7 +117,8 @@ def build_app() -> FastStream:
         description=(
             "RTM → notification service (RTMANAGER_NOTIFICATION_INTENTS_STREAM), plain "
             "XADD; only for image_pull_failed, container_start_failed and "
-            "start_config_invalid on start."
+            "start_config_invalid on start, and (RTMANAGER_AUTO_RESTART=on only) "
+            "container_quarantined."
         ),
         schema=NotificationIntentEntry,
     )

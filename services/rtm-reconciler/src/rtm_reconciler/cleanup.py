@@ -2,7 +2,9 @@
 `RTMANAGER_CONTAINER_RETENTION_DAYS` are removed through the core's cleanup
 (record `removed`, op `cleanup_container` with source `cleanup_worker`; the
 state directory stays). The core re-checks the age under the game's lease, so
-a runtime started again meanwhile is left alone.
+a runtime started again meanwhile is left alone. With
+RTMANAGER_PATCH_HEALTH_GATE=on the sweep also applies the patch snapshots'
+retention (count and age) to every game.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class CleanupReport:
     skipped_busy: int = 0
     failed: int = 0
     aborted: int = 0
+    #: Patch snapshots past their retention (issue 12), removed.
+    snapshots_removed: int = 0
     duration_ms: float = 0.0
 
 
@@ -75,6 +79,11 @@ class RetentionCleanup(GamePass):
             report.aborted = await fan_out(
                 records, clean, limit=self._concurrency, halted=self.halted
             )
+            if self._deps.settings.patch_health_gate:
+                try:
+                    report.snapshots_removed = await self._deps.lifecycle.prune_snapshots()
+                except OSError as exc:
+                    log.warning("snapshot retention failed", extra={"error": str(exc)})
         report.duration_ms = round((time.perf_counter() - began) * 1000, 1)
         return report
 

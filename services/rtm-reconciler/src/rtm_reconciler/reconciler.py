@@ -13,6 +13,10 @@ Drifts, per game:
 - a container of ours (owner + stack labels) and no live record (none, or
   `removed`) → `reconcile_adopt`.
 
+Before planning, a health-gated patch an RTM left unfinished (issue 12,
+`patch_progress`) is rolled back under its game's lease
+(`Lifecycle.finish_interrupted_patches`).
+
 A record `running` whose container is gone while *another* container of ours
 carries the game's labels (say an operator's `docker run` after the daemon
 restart dropped RTM's engine): the record is disposed first (its container did
@@ -80,6 +84,8 @@ class PassReport:
     adopted: int = 0
     left_alone: int = 0
     ignored_containers: int = 0
+    #: Health-gated patches an RTM left unfinished, rolled back first (issue 12).
+    patches_rolled_back: int = 0
     skipped_busy: int = 0
     failed: int = 0
     aborted: int = 0
@@ -195,6 +201,9 @@ class Reconciler(GamePass):
         report = PassReport()
         began = time.perf_counter()
         with tracer.start_as_current_span("rtm.reconcile_pass"):
+            # Before the drifts: a patch interrupted mid-way is rolled back (its
+            # engine started again), not disposed as a vanished container.
+            report.patches_rolled_back = await self._deps.lifecycle.finish_interrupted_patches()
             containers = await self._deps.engines.list_owned()
             listed = time.perf_counter()
             records = await self._deps.records.live_records()

@@ -13,6 +13,7 @@
     ├── ImagePullFailed           image_pull_failed        502
     ├── ContainerStartFailed      container_start_failed   502
     ├── DockerUnavailable         docker_unavailable       502
+    ├── PatchRolledBack           patch_rolled_back        502  (health-gated patch undone)
     ├── ServiceUnavailable        service_unavailable      503
     └── InternalError             internal_error           500
 
@@ -96,6 +97,15 @@ class ContainerStartFailed(RtmError):
 
 class DockerUnavailable(RtmError):
     code = "docker_unavailable"
+    http_status = 502
+
+
+class PatchRolledBack(RtmError):
+    """A patch behind the health gate (RTMANAGER_PATCH_HEALTH_GATE=on) whose new
+    engine failed the gate: RTM put the previous image (and, with snapshots, the
+    previous state) back. The message names the failed check."""
+
+    code = "patch_rolled_back"
     http_status = 502
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 
@@ -30,6 +31,10 @@ class RuntimeRecord:
     #: its state lives there, so every later launch is pinned to it. Not in the
     #: REST record, whose fields are the `001` contract's.
     placement_node: str | None = None
+    #: Issue 12 (migration 0004): the crash-loop policy quarantined the game (no
+    #: more automatic restarts). Always false while RTMANAGER_AUTO_RESTART=off;
+    #: kept equal to `crash_history.quarantined` by the repository.
+    quarantined: bool = False
 
 
 @dataclass(kw_only=True)
@@ -61,3 +66,47 @@ class HealthSnapshot:
     observed_at: datetime
     container_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class PatchPhase(StrEnum):
+    """How far a health-gated patch got (issue 12), in order. Each phase is stored
+    before its step begins, so an RTM that dies mid-patch leaves the step it was in."""
+
+    #: The old engine is being stopped and removed.
+    STOPPING = "stopping"
+    #: The state directory is being copied to its snapshot.
+    SNAPSHOTTING = "snapshotting"
+    #: The new engine is being created, started and probed by the gate.
+    GATING = "gating"
+    #: The gate failed: the new engine is removed, the state restored, the old image started.
+    ROLLING_BACK = "rolling_back"
+
+
+@dataclass(kw_only=True)
+class PatchProgress:
+    """A health-gated patch under way (table `patch_progress`, one row per game).
+
+    The row exists from before the old engine is stopped until the commit that
+    ends the patch (success or rollback), which deletes it in the same
+    transaction; a row with no lease held on its game is an interrupted patch,
+    which the reconciler or the game's next operation rolls back.
+    """
+
+    game_id: str
+    phase: str
+    #: `op_source` of the patch request (its failure row carries it).
+    source: str
+    from_image_ref: str
+    to_image_ref: str
+    #: The engine the patch replaces, and the status its record had.
+    from_container_id: str | None = None
+    from_status: str
+    new_container_id: str | None = None
+    snapshot_path: str | None = None
+    #: Why the gate failed, once it has.
+    failure: str | None = None
+    #: The patch already answered (its failure row is written): whoever finishes
+    #: the rollback owes only the `patch_rollback` row.
+    answered: bool = False
+    started_at: datetime
+    updated_at: datetime | None = None

@@ -36,6 +36,10 @@ class OpKind(StrEnum):
     RECONCILE_ADOPT = "reconcile_adopt"
     RECONCILE_DISPOSE = "reconcile_dispose"
     RECONCILE_OBSERVED_EXITED = "reconcile_observed_exited"
+    #: A gated patch that failed its health gate, undone (issue 12; gate on only).
+    PATCH_ROLLBACK = "patch_rollback"
+    #: An admin lifted an auto-restart quarantine (issue 12; auto restart on only).
+    QUARANTINE_LIFT = "quarantine_lift"
 
 
 class OpSource(StrEnum):
@@ -44,6 +48,8 @@ class OpSource(StrEnum):
     ADMIN_REST = "admin_rest"
     RECONCILER = "reconciler"
     CLEANUP_WORKER = "cleanup_worker"
+    #: RTM restarting a crashed engine by its crash-loop policy (issue 12).
+    AUTO_RESTART = "auto_restart"
 
     @classmethod
     def from_caller_header(cls, value: str | None) -> OpSource:
@@ -86,6 +92,19 @@ class HealthEventType(StrEnum):
     INSPECT_UNHEALTHY = "inspect_unhealthy"
     PROBE_FAILED = "probe_failed"
     PROBE_RECOVERED = "probe_recovered"
+
+
+class SelfHealEventType(StrEnum):
+    """Health event types beyond the contract's seven (`HealthEventType`), additive
+    and published only while a self-healing feature (issue 12) is switched on."""
+
+    #: RTMANAGER_AUTO_RESTART=on: the game's restart budget is spent; no more
+    #: automatic restarts until an admin lifts the quarantine.
+    CONTAINER_QUARANTINED = "container_quarantined"
+
+
+#: Every type a `runtime:health_events` entry can carry.
+AnyHealthEventType = HealthEventType | SelfHealEventType
 
 
 class HealthSource(StrEnum):

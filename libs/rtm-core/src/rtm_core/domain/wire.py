@@ -8,6 +8,8 @@ Examples), written once.
     runtime:job_results      JobResult           out   rtm-jobs' result step (Lua)
     runtime:dead_letter      DeadLetter          out   rtm-jobs' result step (Lua)
     runtime:health_events    HealthEvent         out   Publishers.health_event
+                                                       (read back by rtm-reconciler's
+                                                       auto-restart loop: `decode()`)
     notification:intents     NotificationIntent  out   Publishers.notification_intent
 
 Each shape is one pydantic model. Its fields, in order, are the entry's;
@@ -49,7 +51,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from rtm_core.domain.vocabulary import GAME_ID_RE, HealthEventType, Outcome, StopReason
+from rtm_core.domain.vocabulary import (
+    GAME_ID_RE,
+    AnyHealthEventType,
+    HealthEventType,
+    Outcome,
+    SelfHealEventType,
+    StopReason,
+)
 
 
 def now_ms() -> int:
@@ -104,7 +113,7 @@ def _refs_untitled(schema: dict[str, Any]) -> None:
     """A field documented as a `$ref` carries no title of its own, as pydantic
     writes an enum field (`StopJob.reason` is text documented as the enum)."""
     for prop in schema.get("properties", {}).values():
-        if "$ref" in prop:
+        if "$ref" in prop or all("$ref" in choice for choice in prop.get("anyOf", [{}])):
             prop.pop("title", None)
 
 
@@ -349,6 +358,16 @@ class ProbeRecovered(Details):
     prior_failure_count: int
 
 
+class ContainerQuarantined(Details):
+    """RTMANAGER_AUTO_RESTART=on only. `restarts`: automatic restarts spent in the
+    window; `last_exit_code`: the exit code of the crash that found the budget
+    spent, null when it was a probe failure (the engine had not exited)."""
+
+    restarts: int
+    window_seconds: int
+    last_exit_code: int | None
+
+
 #: The `details` shape of each event type, in the vocabulary's order.
 DETAILS: dict[HealthEventType, type[Details]] = {
     HealthEventType.CONTAINER_STARTED: ContainerStarted,
@@ -359,6 +378,15 @@ DETAILS: dict[HealthEventType, type[Details]] = {
     HealthEventType.PROBE_FAILED: ProbeFailed,
     HealthEventType.PROBE_RECOVERED: ProbeRecovered,
 }
+#: …and of the additive types published only while a self-healing feature is on.
+SELF_HEAL_DETAILS: dict[SelfHealEventType, type[Details]] = {
+    SelfHealEventType.CONTAINER_QUARANTINED: ContainerQuarantined,
+}
+ALL_DETAILS: dict[AnyHealthEventType, type[Details]] = {}
+for _type, _shape in DETAILS.items():
+    ALL_DETAILS[_type] = _shape
+for _extra, _shape in SELF_HEAL_DETAILS.items():
+    ALL_DETAILS[_extra] = _shape
 
 
 def _details_text(details: Details) -> str:
@@ -367,7 +395,7 @@ def _details_text(details: Details) -> str:
 
 _DETAILS_DOC = "JSON object, by event_type: " + "; ".join(
     f"{event_type.value} {{{', '.join(shape.model_fields)}}}"
-    for event_type, shape in DETAILS.items()
+    for event_type, shape in ALL_DETAILS.items()
 )
 
 AnyDetails = Annotated[
@@ -377,7 +405,8 @@ AnyDetails = Annotated[
     | ContainerDisappeared
     | InspectUnhealthy
     | ProbeFailed
-    | ProbeRecovered,
+    | ProbeRecovered
+    | ContainerQuarantined,
     PlainSerializer(_details_text, return_type=str),
     WithJsonSchema({"type": "string"}),
     Field(description=_DETAILS_DOC, examples=['{"exit_code":137,"oom":false}']),
@@ -391,10 +420,23 @@ class HealthEvent(WireEntry):
 
     game_id: GameId
     container_id: ContainerId
-    event_type: HealthEventType
+    event_type: AnyHealthEventType
     occurred_at_ms: EpochMs
     #: Given as the event type's `Details` or as a plain mapping of its keys.
     details: AnyDetails
+
+    @classmethod
+    def decode(cls, fields: Mapping[str, str]) -> HealthEvent:
+        """An entry as `fields()` wrote it (text values, `details` JSON text), read
+        back; ValueError (pydantic's ValidationError) when it is not one."""
+        values: dict[str, object] = dict(fields)
+        details = values.get("details")
+        if isinstance(details, str):
+            try:
+                values["details"] = json.loads(details)
+            except ValueError:
+                raise ValueError("details is not JSON") from None
+        return cls.model_validate(values)
 
     @field_validator("details", mode="before")
     @classmethod
@@ -402,7 +444,7 @@ class HealthEvent(WireEntry):
         event_type = info.data.get("event_type")
         if event_type is None:
             return value  # event_type itself is wrong; that is the error reported
-        shape = DETAILS[event_type]
+        shape = ALL_DETAILS[event_type]
         if isinstance(value, Details):
             if type(value) is not shape:
                 raise ValueError(f"{event_type.value} takes {shape.__name__} details")
@@ -418,17 +460,20 @@ class HealthEvent(WireEntry):
 
 # ---------------------------------------------------- notification intents out
 
-#: error_code → notification intent type; only first-touch start failures notify.
+#: error_code → notification intent type: the three first-touch start failures,
+#: and (RTMANAGER_AUTO_RESTART=on only) a game quarantined by its crash-loop policy.
 INTENT_TYPES = {
     "image_pull_failed": "runtime.image_pull_failed",
     "container_start_failed": "runtime.container_start_failed",
     "start_config_invalid": "runtime.start_config_invalid",
+    "container_quarantined": "runtime.container_quarantined",
 }
 
 
 class NotificationIntent(BaseModel):
-    """An admin e-mail about a first-touch start failure: the envelope's payload.
-    On the wire it is one field, `envelope` (`NotificationIntentEntry`)."""
+    """An admin e-mail about a first-touch start failure (or a quarantine): the
+    envelope's payload. On the wire it is one field, `envelope`
+    (`NotificationIntentEntry`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -466,8 +511,8 @@ class NotificationIntent(BaseModel):
 
 
 class NotificationIntentEntry(WireEntry):
-    """Admin e-mail intent for the three first-touch start failures
-    (`notification:intents`)."""
+    """Admin e-mail intent for the three first-touch start failures, and for a
+    game the crash-loop policy quarantined (`notification:intents`)."""
 
     envelope: str = Field(
         description=(

@@ -3,6 +3,7 @@ ports only, so the same rules run on the real adapters and on the unit tier's fa
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from rtm_core.lifecycle.health import HealthReporter
 from rtm_core.observability import Metrics
 from rtm_core.ports import (
+    EngineProbe,
     EngineRuntime,
     EventPublisher,
     ExpectedExits,
@@ -35,4 +37,8 @@ class LifecycleDeps:
     lobby: LobbyDiagnostics
     exits: ExpectedExits
     metrics: Metrics
+    #: `/healthz` of one engine: the patch health gate and a start that waits (issue 12).
+    probe: EngineProbe
     clock: Callable[[], datetime] = field(default=utcnow)
+    #: Uniform draws in [0, 1) for the auto-restart backoff's jitter.
+    draw: Callable[[], float] = field(default=random.random)

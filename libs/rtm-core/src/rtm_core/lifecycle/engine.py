@@ -15,6 +15,7 @@ from rtm_core.domain.vocabulary import engine_endpoint as endpoint_of
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.operation import AfterCommit
 from rtm_core.ports import LeaseGrant
+from rtm_core.settings import PullPolicy
 
 
 def state_path(deps: LifecycleDeps, game_id: str) -> Path:
@@ -50,17 +51,21 @@ async def launch(
     game_id: str,
     image_ref: str,
     previous: RuntimeRecord | None = None,
+    *,
+    pull_policy: PullPolicy | None = None,
 ) -> ContainerInfo:
     """State dir → image per policy → create + start (replacing a leftover of ours).
 
     A game that ran before is launched on the node its state lives on
     (`previous.placement_node`, multi-node backends). The lease is confirmed
     before each change to the daemon: a holder that lost it (paused past its
-    TTL) stops before touching Docker again.
+    TTL) stops before touching Docker again. `pull_policy` overrides
+    RTMANAGER_IMAGE_PULL_POLICY (a rollback starts the image that just ran,
+    from the daemon, without asking a registry).
     """
     s = deps.settings
     path = await ensure_state_dir(deps, game_id)
-    labels = await deps.docker.ensure_image(image_ref, s.image_pull_policy)
+    labels = await deps.docker.ensure_image(image_ref, pull_policy or s.image_pull_policy)
     node = previous.placement_node if previous is not None else None
     try:
         spec = engine_spec(s, game_id, image_ref, str(path), labels, placement_node=node)
@@ -116,6 +121,7 @@ def running_record(
         last_op_at=now,
         created_at=previous.created_at if previous else None,
         placement_node=placement_of(info, previous),
+        quarantined=previous.quarantined if previous else False,
     )
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rtm_core.domain.records import HealthSnapshot
-from rtm_core.domain.vocabulary import HealthEventType, HealthSource
+from rtm_core.domain.vocabulary import AnyHealthEventType, HealthSource
 from rtm_core.domain.wire import HealthEvent, now_ms
 from rtm_core.observability import Metrics
 from rtm_core.ports import EventPublisher, HealthSnapshots
@@ -74,7 +74,7 @@ class HealthReporter:
         *,
         game_id: str,
         container_id: str,
-        event_type: HealthEventType,
+        event_type: AnyHealthEventType,
         source: HealthSource,
         details: dict[str, Any],
         occurred_at_ms: int | None = None,

@@ -45,6 +45,11 @@ class OperationResult:
     after_commit: list[AfterCommit] = field(default_factory=list)
     #: False: append the row but leave the record as it is (a superseded job).
     write_record: bool = True
+    #: A new engine was launched (start, restart, patch): a command doing so
+    #: starts the game's crash-loop policy over (RTMANAGER_AUTO_RESTART=on).
+    relaunched: bool = False
+    #: The commit ends a health-gated patch: its progress row goes with it.
+    finish_patch: bool = False
 
     @property
     def error_code(self) -> str:
@@ -114,6 +119,8 @@ async def run_operation(
                 stored = await deps.repos.get_fence(game_id)
                 if stored is not None:
                     await lease.advance_past(stored.fence)
+                if deps.settings.patch_health_gate:
+                    await _finish_interrupted_patch(deps, lease, game_id, source)
                 newer = _newer_job(job, stored)
                 if job is not None and newer is not None:
                     record = await deps.repos.get_record(game_id)
@@ -124,13 +131,7 @@ async def run_operation(
                     return result
                 entry.finished_at = deps.clock()
                 entry.error_code = result.error_code or None
-                if result.write_record:
-                    job_id = job.entry_id if job else lease.order_id if source.is_command else None
-                    await deps.repos.commit_operation(
-                        entry, result.record, fence=lease.fence, job_id=job_id
-                    )
-                else:
-                    await deps.repos.append_operation(entry)
+                await _commit(deps, entry, result, source, lease, job)
         except OperationInProgress as exc:
             if record_conflicts:
                 await _record_failure(deps, entry, source, began, span, exc)
@@ -148,6 +149,60 @@ async def run_operation(
             except Exception:
                 log.exception("after-commit effect failed", extra={"op_kind": kind.value})
         return result
+
+
+async def _commit(
+    deps: LifecycleDeps,
+    entry: OperationLogEntry,
+    result: OperationResult,
+    source: OpSource,
+    lease: LeaseGrant,
+    job: Job | None,
+) -> None:
+    """The record (fenced), the row, and what goes with them, in one transaction."""
+    if not result.write_record:
+        await deps.repos.append_operation(entry)
+        return
+    assert result.record is not None
+    job_id = job.entry_id if job else lease.order_id if source.is_command else None
+    # A command that relaunches the engine starts its crash-loop policy over.
+    reset = bool(result.relaunched and source.is_command and deps.settings.auto_restart)
+    if reset:
+        result.record.quarantined = False
+    await deps.repos.commit_operation(
+        entry,
+        result.record,
+        fence=lease.fence,
+        job_id=job_id,
+        finish_patch=result.finish_patch,
+        reset_crash_history=reset,
+    )
+
+
+async def _finish_interrupted_patch(
+    deps: LifecycleDeps, lease: LeaseGrant, game_id: str, source: OpSource
+) -> None:
+    """A health-gated patch of this game that an RTM left unfinished (it died, or
+    lost its lease): roll it back before this operation touches the game. A
+    rollback that cannot finish yet leaves the game busy: `operation_in_progress`
+    (the reconciler's pass, or a later call, tries again)."""
+    progress = await deps.repos.get_patch_progress(game_id)
+    if progress is None:
+        return
+    # Imported here: the rollback runs operations' steps, which import this frame.
+    from rtm_core.lifecycle.gated_patch import finish_interrupted
+
+    try:
+        await finish_interrupted(deps, lease, progress, source)
+    except OperationInProgress:
+        raise
+    except Exception as exc:
+        code = exc.code if isinstance(exc, RtmError) else InternalError.code
+        detail = exc.message if isinstance(exc, RtmError) else (str(exc) or repr(exc))
+        raise OperationInProgress(
+            f"game {game_id} is still rolling back an interrupted patch "
+            f"({code}: {detail}); try again later"
+        ) from exc
 
 
 def _newer_job(job: Job | None, stored: GameFence | None) -> str | None:

@@ -1,4 +1,8 @@
-"""Restart and patch: replace the engine container, keep endpoint and state."""
+"""Restart and patch: replace the engine container, keep endpoint and state.
+
+With RTMANAGER_PATCH_HEALTH_GATE=on a patch goes through `gated_patch`
+(snapshot, health gate, rollback) instead of the plain replacement.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from rtm_core.domain.records import RuntimeRecord
 from rtm_core.domain.vocabulary import OpKind, OpSource, RuntimeStatus, require_game_id
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.engine import announce_started, launch, retire, running_record
+from rtm_core.lifecycle.gated_patch import gated_patch
 from rtm_core.lifecycle.operation import Operation, OperationResult, run_operation
 
 
@@ -20,7 +25,7 @@ async def _replaceable(deps: LifecycleDeps, game_id: str) -> RuntimeRecord:
     return record
 
 
-async def _replace(
+async def replace_engine(
     deps: LifecycleDeps, op: Operation, record: RuntimeRecord, image_ref: str
 ) -> OperationResult:
     entry = op.entry
@@ -32,7 +37,9 @@ async def _replace(
     entry.container_id = info.id
     new = running_record(deps, record.game_id, info, image_ref, record)
     return OperationResult(
-        record=new, after_commit=[announce_started(deps, record.game_id, info.id, image_ref)]
+        record=new,
+        after_commit=[announce_started(deps, record.game_id, info.id, image_ref)],
+        relaunched=True,
     )
 
 
@@ -44,7 +51,7 @@ async def restart(
     async def body(op: Operation) -> OperationResult:
         record = await _replaceable(deps, game_id)
         assert record.current_image_ref is not None
-        return await _replace(deps, op, record, record.current_image_ref)
+        return await replace_engine(deps, op, record, record.current_image_ref)
 
     return await run_operation(
         deps, game_id=game_id, kind=OpKind.RESTART, source=source, body=body, lease_wait=lease_wait
@@ -68,7 +75,9 @@ async def patch(
         op.entry.previous_image_ref = record.current_image_ref
         # Rules before touching anything: a refused patch leaves the engine as it was.
         check_patch(parse_image_ref(record.current_image_ref), target)
-        return await _replace(deps, op, record, image_ref)
+        if deps.settings.patch_health_gate:
+            return await gated_patch(deps, op, record, image_ref, source)
+        return await replace_engine(deps, op, record, image_ref)
 
     return await run_operation(
         deps,

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rtm_core.adapters.docker_engine import DockerEngine
+from rtm_core.adapters.engine_probe import EngineProbe
 from rtm_core.adapters.lobby import LobbyDiagnostics
 from rtm_core.adapters.postgres import database as db
 from rtm_core.adapters.postgres.repositories import Repositories
@@ -153,6 +154,7 @@ class CoreAdapters:
     leases: GameLeases
     exits: ExpectedExits
     lobby: LobbyDiagnostics
+    probe: EngineProbe
     lifecycle: Lifecycle
 
     @classmethod
@@ -177,6 +179,8 @@ class CoreAdapters:
             settings.lobby_internal_base_url,
         )
         infra.on_close(lobby)
+        probe = EngineProbe.from_settings(settings, infra.docker)
+        infra.on_close(probe)
         deps = LifecycleDeps(
             settings=settings,
             repos=repos,
@@ -187,6 +191,7 @@ class CoreAdapters:
             lobby=lobby,
             exits=exits,
             metrics=metrics,
+            probe=probe,
         )
         return cls(
             repos=repos,
@@ -195,5 +200,6 @@ class CoreAdapters:
             leases=leases,
             exits=exits,
             lobby=lobby,
+            probe=probe,
             lifecycle=Lifecycle(deps),
         )

@@ -79,6 +79,10 @@ class PeriodicLoop(ABC):
     interval: float
     #: Seconds to wait before the first iteration (e.g. right after a boot pass).
     first_run_delay: float = 0.0
+    #: The loop counts as wedged after missing this many seconds' worth of
+    #: intervals (None: `interval`). For a loop that ticks often but whose
+    #: iteration may legitimately take longer than a few ticks.
+    liveness_interval: float | None = None
 
     def __init__(self, registry: LoopRegistry) -> None:
         self._registry = registry
@@ -87,7 +91,9 @@ class PeriodicLoop(ABC):
     async def run_once(self) -> None: ...
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._registry.register(self.name, self.interval, self.first_run_delay)
+        self._registry.register(
+            self.name, self.liveness_interval or self.interval, self.first_run_delay
+        )
         log.info("worker started", extra={"worker": self.name, "interval_s": self.interval})
         try:
             if self.first_run_delay and await sleep_until(stop, self.first_run_delay):

@@ -13,21 +13,29 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from rtm_core.adapters.postgres.tables import (
+    CrashHistoryRow,
     GameFenceRow,
     HealthSnapshotRow,
     OperationLogRow,
+    PatchProgressRow,
     RuntimeRecordRow,
 )
+from rtm_core.domain.crashloop import CrashHistory
 from rtm_core.domain.errors import FencedOut, ServiceUnavailable
 from rtm_core.domain.ordering import GameFence
-from rtm_core.domain.records import HealthSnapshot, OperationLogEntry, RuntimeRecord
+from rtm_core.domain.records import (
+    HealthSnapshot,
+    OperationLogEntry,
+    PatchProgress,
+    RuntimeRecord,
+)
 from rtm_core.domain.vocabulary import RuntimeStatus
 from rtm_core.observability import tracer
 
@@ -98,10 +106,25 @@ _RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
 _RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
 _SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
 _FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
+_CRASH_TABLE = CrashHistoryRow.__table__  # type: ignore[attr-defined]
+_PATCH_TABLE = PatchProgressRow.__table__  # type: ignore[attr-defined]
+_CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
+_PATCH_FIELDS = dataclasses.fields(PatchProgress)
+_PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
 
 
 def _record(row: RuntimeRecordRow) -> RuntimeRecord:
     return RuntimeRecord(**{c: getattr(row, c) for c in _RECORD_COLUMNS})
+
+
+def _crash(row: CrashHistoryRow) -> CrashHistory:
+    history = CrashHistory(**{c: getattr(row, c) for c in _CRASH_COLUMNS})
+    history.restart_times = list(row.restart_times or [])
+    return history
+
+
+def _patch(row: PatchProgressRow) -> PatchProgress:
+    return PatchProgress(**{f.name: getattr(row, f.name) for f in _PATCH_FIELDS})
 
 
 def _entry(row: OperationLogRow) -> OperationLogEntry:
@@ -135,10 +158,14 @@ class Repositories:
         return None if row is None else _record(row)
 
     @traced
-    async def list_records(self, status: str | None = None) -> list[RuntimeRecord]:
+    async def list_records(
+        self, status: str | None = None, *, quarantined: bool | None = None
+    ) -> list[RuntimeRecord]:
         query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecordRow.status) == status)
+        if quarantined is not None:
+            query = query.where(col(RuntimeRecordRow.quarantined).is_(quarantined))
         return await self._records(query)
 
     @traced
@@ -194,12 +221,18 @@ class Repositories:
         *,
         fence: int | None = None,
         job_id: str | None = None,
+        finish_patch: bool = False,
+        reset_crash_history: bool = False,
     ) -> None:
         async with self._sessions() as s, s.begin():
             if fence is not None:
                 await _claim_fence(s, entry.game_id, fence, job_id)
             if record is not None:
                 await _upsert_record(s, record)
+            if finish_patch:
+                await s.execute(delete(_PATCH_TABLE).where(_PATCH_TABLE.c.game_id == entry.game_id))
+            if reset_crash_history:
+                await _reset_crash_history(s, entry.game_id)
             row = OperationLogRow(**dataclasses.asdict(entry))
             s.add(row)
             await s.flush()
@@ -248,6 +281,61 @@ class Repositories:
             row = await s.get(HealthSnapshotRow, game_id)
         return None if row is None else _snapshot(row)
 
+    # crash_history (issue 12) ----------------------------------------------
+
+    @traced
+    async def get_crash_history(self, game_id: str) -> CrashHistory | None:
+        async with self._reads() as s:
+            row = await s.get(CrashHistoryRow, game_id)
+        return None if row is None else _crash(row)
+
+    @traced
+    async def save_crash_history(self, history: CrashHistory) -> None:
+        """The history, and its quarantine on the game's record, in one transaction."""
+        values = {c: getattr(history, c) for c in _CRASH_COLUMNS}
+        async with self._sessions() as s, s.begin():
+            await _upsert(s, _CRASH_TABLE, values)
+            await _mark_quarantine(s, history.game_id, history.quarantined)
+
+    @traced
+    async def crash_histories(self) -> list[CrashHistory]:
+        """Games with a restart scheduled or a quarantine (the loop's work list)."""
+        query = (
+            select(CrashHistoryRow)
+            .where(
+                col(CrashHistoryRow.pending_container_id).is_not(None)
+                | col(CrashHistoryRow.quarantined)
+            )
+            .order_by(col(CrashHistoryRow.game_id))
+        )
+        async with self._reads() as s:
+            return [_crash(row) for row in (await s.execute(query)).scalars().all()]
+
+    # patch_progress (issue 12) ---------------------------------------------
+
+    @traced
+    async def get_patch_progress(self, game_id: str) -> PatchProgress | None:
+        async with self._reads() as s:
+            row = await s.get(PatchProgressRow, game_id)
+        return None if row is None else _patch(row)
+
+    @traced
+    async def save_patch_progress(self, progress: PatchProgress) -> None:
+        values = {c: getattr(progress, c) for c in _PATCH_COLUMNS}
+        async with self._sessions() as s, s.begin():
+            await _upsert(s, _PATCH_TABLE, values)
+
+    @traced
+    async def delete_patch_progress(self, game_id: str) -> None:
+        async with self._sessions() as s, s.begin():
+            await s.execute(delete(_PATCH_TABLE).where(_PATCH_TABLE.c.game_id == game_id))
+
+    @traced
+    async def patches_in_progress(self) -> list[PatchProgress]:
+        query = select(PatchProgressRow).order_by(col(PatchProgressRow.game_id))
+        async with self._reads() as s:
+            return [_patch(row) for row in (await s.execute(query)).scalars().all()]
+
 
 async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
     values = {c: getattr(record, c) for c in _RECORD_COLUMNS if c != "created_at"}
@@ -257,6 +345,51 @@ async def _upsert_record(session: AsyncSession, record: RuntimeRecord) -> None:
         set_={k: insert_stmt.excluded[k] for k in values if k != "game_id"},
     ).returning(col(RuntimeRecordRow.created_at))
     record.created_at = (await session.execute(stmt)).scalar_one()
+
+
+async def _upsert(session: AsyncSession, table: Any, values: dict[str, Any]) -> None:
+    stmt = insert(table).values(**values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["game_id"],
+            set_={
+                **{k: stmt.excluded[k] for k in values if k != "game_id"},
+                "updated_at": func.now(),
+            },
+        )
+    )
+
+
+async def _mark_quarantine(session: AsyncSession, game_id: str, quarantined: bool) -> None:
+    await session.execute(
+        _RECORD_TABLE.update()
+        .where(
+            _RECORD_TABLE.c.game_id == game_id,
+            _RECORD_TABLE.c.quarantined.is_distinct_from(quarantined),
+        )
+        .values(quarantined=quarantined)
+    )
+
+
+async def _reset_crash_history(session: AsyncSession, game_id: str) -> None:
+    """A command relaunched the engine: the policy starts over, the last crash is kept
+    (so a late report of it is still recognised), the quarantine is lifted."""
+    await session.execute(
+        _CRASH_TABLE.update()
+        .where(_CRASH_TABLE.c.game_id == game_id)
+        .values(
+            consecutive=0,
+            restart_times=[],
+            pending_container_id=None,
+            pending_reason=None,
+            next_restart_at=None,
+            attempt_counted=False,
+            quarantined=False,
+            quarantined_at=None,
+            updated_at=func.now(),
+        )
+    )
+    await _mark_quarantine(session, game_id, False)
 
 
 async def _claim_fence(session: AsyncSession, game_id: str, fence: int, job_id: str | None) -> None:

@@ -9,8 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, Index, MetaData, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 SCHEMA = "rtmanager"
@@ -44,6 +55,11 @@ class RuntimeRecordRow(SQLModel, table=True):
     )
     #: Migration 0003: the node whose disk holds the game's state (swarm backend).
     placement_node: str | None = Field(default=None, sa_column=Column(Text))
+    #: Migration 0004 (issue 12): the crash-loop policy's quarantine, for reads and
+    #: the REST filter; `crash_history` holds the policy's state.
+    quarantined: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
 
 
 class OperationLogRow(SQLModel, table=True):
@@ -91,6 +107,69 @@ class GameFenceRow(SQLModel, table=True):
     game_id: str = Field(sa_column=Column(Text, primary_key=True))
     fence: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_job_id: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+class CrashHistoryRow(SQLModel, table=True):
+    """The crash-loop policy's state per game (migration 0004, issue 12): see
+    `domain.crashloop.CrashHistory`. Empty unless RTMANAGER_AUTO_RESTART=on."""
+
+    __tablename__ = "crash_history"
+    metadata = metadata
+    __table_args__ = (Index("crash_history_next_restart_idx", "next_restart_at"),)
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    consecutive: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
+    restart_times: list[datetime] = Field(
+        default_factory=list,
+        sa_column=Column(
+            ARRAY(DateTime(timezone=True)), nullable=False, server_default=text("'{}'")
+        ),
+    )
+    pending_container_id: str | None = Field(default=None, sa_column=Column(Text))
+    pending_reason: str | None = Field(default=None, sa_column=Column(Text))
+    next_restart_at: datetime | None = _ts()
+    attempt_counted: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    last_container_id: str | None = Field(default=None, sa_column=Column(Text))
+    last_reason: str | None = Field(default=None, sa_column=Column(Text))
+    last_exit_code: int | None = Field(default=None, sa_column=Column(Integer))
+    last_crash_at: datetime | None = _ts()
+    quarantined: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    quarantined_at: datetime | None = _ts()
+    updated_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    )
+
+
+class PatchProgressRow(SQLModel, table=True):
+    """A health-gated patch under way (migration 0004, issue 12): see
+    `domain.records.PatchProgress`. Empty unless RTMANAGER_PATCH_HEALTH_GATE=on."""
+
+    __tablename__ = "patch_progress"
+    metadata = metadata
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    phase: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    from_image_ref: str = Field(sa_column=Column(Text, nullable=False))
+    to_image_ref: str = Field(sa_column=Column(Text, nullable=False))
+    from_container_id: str | None = Field(default=None, sa_column=Column(Text))
+    from_status: str = Field(sa_column=Column(Text, nullable=False))
+    new_container_id: str | None = Field(default=None, sa_column=Column(Text))
+    snapshot_path: str | None = Field(default=None, sa_column=Column(Text))
+    failure: str | None = Field(default=None, sa_column=Column(Text))
+    answered: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false"))
+    )
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
