@@ -38,6 +38,8 @@ SPEC_STATUS = {
     "docker_unavailable": 502,
     "service_unavailable": 503,
     "internal_error": 500,
+    # Added by issue 12 (opt-in patch health gate), beside the SPEC's codes.
+    "patch_rolled_back": 502,
 }
 ERRORS = [
     cls
