@@ -142,7 +142,9 @@ def test_the_openapi_document_says_what_the_server_does() -> None:
     doc = document()
     schemas = doc["components"]["schemas"]
     # The REST record is the `001` contract's RuntimeRecord, field for field and in
-    # order; the table holds those columns first, then RTM-internal ones (placement_node).
+    # order, plus issue 12's additive `quarantined` (rendered only with
+    # RTMANAGER_AUTO_RESTART=on); the table holds the contract's columns first, then
+    # RTM-internal ones (placement_node) and quarantined.
     contract = [
         "game_id",
         "status",
@@ -157,10 +159,10 @@ def test_the_openapi_document_says_what_the_server_does() -> None:
         "last_op_at",
         "created_at",
     ]
-    assert list(schemas["RuntimeRecord"]["properties"]) == contract
+    assert list(schemas["RuntimeRecord"]["properties"]) == [*contract, "quarantined"]
     columns = [c.name for c in RuntimeRecordRow.__table__.columns]
     assert columns[: len(contract)] == contract
-    assert columns[len(contract) :] == ["placement_node"]
+    assert columns[len(contract) :] == ["placement_node", "quarantined"]
     assert doc["components"]["securitySchemes"] == {
         "HTTPBearer": {
             "type": "http",
