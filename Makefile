@@ -37,7 +37,7 @@ venv: $(VENV)/.installed ## .venv = uv.lock: every RTM package (editable) + the 
 # else); it never re-resolves. Re-run when the lock or a pyproject.toml
 # changed (the stamp is older).
 $(VENV)/.installed: uv.lock pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
-	uv=$$($(ENSURE_UV)) && UV_PROJECT_ENVIRONMENT=$(VENV) $$uv sync --frozen --all-packages --python $(PYTHON)
+	uv=$$($(ENSURE_UV)) && UV_PROJECT_ENVIRONMENT=$(VENV) $$uv sync --frozen --all-packages --compile-bytecode --python $(PYTHON)
 	touch $@
 
 lock: ## re-resolve uv.lock after editing a pin in a pyproject.toml (then commit it)
