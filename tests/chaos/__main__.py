@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +61,23 @@ def options(argv: list[str] | None = None) -> Options:
     )
 
 
+async def _cancellable(opts: Options) -> int:
+    """SIGTERM/SIGINT cancel the drill instead of ending the process on the spot,
+    so that what it broke is put back on the way out (unpause, dockerd started)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run(opts)
+    except asyncio.CancelledError:
+        print("chaos: interrupted; faults undone, no verdict", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(run(options(argv)))
+    return asyncio.run(_cancellable(options(argv)))
 
 
 if __name__ == "__main__":

@@ -327,6 +327,11 @@ async def docker_restart(ctx: Chaos, injection: Injection) -> None:
         took = await until(gone, DOCKERD_STOP, 0.2)
         injection.saw(f"dockerd and its children exited after {_s(took)}")
     finally:
+        # Whatever happened (the drill cancelled, too), the host gets its daemon back:
+        # blocking on purpose, this must finish even in a cancelled task.
+        deadline = time.monotonic() + DOCKERD_STOP
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if not _alive(pid) and not _docker_answers():
             start_dockerd(argv, ctx.dev_dir / "dockerd.log")
             injection.released = ctx.clock.now()
