@@ -188,9 +188,9 @@ class Stack:
                 except ValueError:
                     continue
                 if isinstance(entry, dict) and "message" in entry:
-                    lines.append(
-                        (_docker_time(stamp), str(entry.get("level", "")), str(entry["message"]))
-                    )
+                    # The first line: a message may carry a traceback or a repr.
+                    message = str(entry["message"]).splitlines()[0] if entry["message"] else ""
+                    lines.append((_docker_time(stamp), str(entry.get("level", "")), message))
         return lines
 
 
