@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, suppress
 from redis.asyncio import Redis
 
 from rtm_core.adapters.redis.errors import redis_unavailable
+from rtm_core.aio import stop_task
 from rtm_core.domain.errors import FencedOut, OperationInProgress
 from rtm_core.domain.ordering import order_id_at
 
@@ -157,9 +158,7 @@ class GameLeases:
         try:
             yield lease
         finally:
-            keeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await keeper
+            await stop_task(keeper)
             # Shielded so that a cancelled operation still frees the game at once.
             with suppress(Exception):
                 await asyncio.shield(lease.release())
