@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 
 from rtmctl import render
 from rtmctl.client import CallFailed, Exit, Rtm
@@ -23,6 +24,8 @@ from rtmctl.config import ConfigError, resolve
 from rtmctl.render import Output, Row
 
 T = TypeVar("T")
+#: Width a table may measure itself in before rtmctl decides how wide to print it.
+UNBOUNDED = 10_000
 
 app = typer.Typer(
     name="rtmctl",
@@ -91,7 +94,7 @@ def show_record(record: Row, output: Output) -> None:
     if output in (Output.JSON, Output.YAML):
         echo_data(record, output)
     else:
-        out.print(render.describe(record))
+        print_wide(render.describe(record))
 
 
 def show_rows(
@@ -100,7 +103,17 @@ def show_rows(
     if output in (Output.JSON, Output.YAML):
         echo_data({key: list(rows)}, output)
     else:
-        out.print(render.table(rows, columns))
+        print_wide(render.table(rows, columns))
+
+
+def print_wide(renderable: RenderableType) -> None:
+    """As wide as the content needs, as kubectl prints: a narrow terminal wraps
+    lines rather than rtmctl cutting cells short."""
+    natural = Measurement.get(out, out.options.update(max_width=UNBOUNDED), renderable).maximum
+    if natural <= out.width:
+        out.print(renderable)
+    else:
+        Console(width=natural, highlight=False, file=out.file).print(renderable)
 
 
 OutputOption = Annotated[

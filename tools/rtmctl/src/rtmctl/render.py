@@ -116,7 +116,7 @@ def table(rows: Sequence[Row], columns: Sequence[Column]) -> Table:
     """kubectl-like: a bold header, no borders, one row per item."""
     grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
     for name, _ in columns:
-        grid.add_column(name, no_wrap=True, overflow="fold")
+        grid.add_column(name, no_wrap=True, min_width=len(name))
     for row in rows:
         grid.add_row(*(cell(row) for _, cell in columns))
     return grid
