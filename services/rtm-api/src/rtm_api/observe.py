@@ -56,14 +56,12 @@ _LOG_ERRORS[200] = {
 }
 _EVENT_ERRORS: dict[int | str, dict[str, Any]] = error_responses(NotFound, TooManyFollowers)
 _EVENT_ERRORS[200] = {
+    "model": HealthEventList,
     "description": "`follow=false`: the JSON list. `follow=true`: server-sent events, "
     "`event: health_event` with the entry id as `id` and a HealthEventOut as `data`, "
     "then new ones as they come; a final `event: end` (`data` names the reason) when "
     "RTMANAGER_EVENTS_FOLLOW_MAX_DURATION has passed",
-    "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/HealthEventList"}},
-        SSE: {"schema": {"type": "string"}},
-    },
+    "content": {SSE: {"schema": {"type": "string"}}},
 }
 
 Follow = Annotated[bool, Query(description="Keep the response open and stream what comes next")]
