@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 from harness import wait_for
 from rig import Rig
+from sqlalchemy.dialects.postgresql import insert
 
+from rtm_core.adapters.postgres.tables import RuntimeRecordRow
 from rtm_core.domain.records import RuntimeRecord
 from rtm_core.settings import Settings
 
@@ -145,19 +147,19 @@ async def test_health_snapshot_and_the_wide_view(
 async def test_paging_10000_records_sees_each_once_while_games_are_added(
     make_client, core: Rig
 ) -> None:
-    """Records are written through the repository (as the lifecycle writes them),
-    in batches; pages are read through the app while another task keeps adding."""
+    """10,000 rows go in through the repository's own session, 1,000 per
+    transaction: each batch shares one `created_at` (PostgreSQL's `now()` is the
+    transaction's), so pages also cut through runs of equal timestamps, where the
+    game_id half of the key decides. Pages are read through the app while
+    another task keeps adding games through `save_record`, as the lifecycle does."""
     prefix = "page-"
     originals = {f"{prefix}{n:05d}" for n in range(10_000)}
-    batch = 250
     names = sorted(originals)
-    for at in range(0, len(names), batch):
-        await asyncio.gather(
-            *(
-                core.repos.save_record(RuntimeRecord(game_id=g, status="stopped"))
-                for g in names[at : at + batch]
-            )
-        )
+    table = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
+    for at in range(0, len(names), 1000):
+        async with core.repos.session() as session, session.begin():
+            rows = [{"game_id": g, "status": "stopped"} for g in names[at : at + 1000]]
+            await session.execute(insert(table).values(rows))
     client = make_client(core)
     added: list[str] = []
     paging = asyncio.Event()

@@ -5,7 +5,9 @@ A cursor is the last record's `RecordKey` (`created_at` to the microsecond,
 concurrent writes: a page starts strictly after the previous page's last
 key, and a game's `created_at` never changes, so no record is seen twice or
 skipped; a game created meanwhile lands after every older one (on a later
-page, or after the last one).
+page, or after the last one). One created by a transaction that began before
+a page was read but committed after it may fall behind the cursor: paging
+then misses it, as a record that did not exist when paging began.
 """
 
 from __future__ import annotations
