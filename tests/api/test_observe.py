@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import httpx
@@ -199,3 +200,31 @@ async def test_paging_10000_records_sees_each_once_while_games_are_added(
     legacy = (await client.get(RUNTIMES, params={"status": "stopped"})).json()
     assert list(legacy) == ["items"]  # no limit, no cursor: the answer of 001
     _envelope(await client.get(RUNTIMES, params={"cursor": "bm9wZQ"}), 400, "invalid_request")
+
+
+async def test_follows_end_when_rtm_api_shuts_down(
+    spawn_api, make_settings, core: Rig, game_id: str
+) -> None:
+    """A follow never holds up a drain: SIGTERM ends a logs follow of a running
+    engine and an events follow (`end` with reason `shutdown`), then exits 0."""
+    api = await spawn_api(make_settings(shutdown_timeout="20s"))
+    await api.process.wait_for_message("internal http listening")
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=60) as http:
+        await _started(http, game_id)
+        async with (
+            http.stream("GET", f"{RUNTIMES}/{game_id}/logs?follow=true") as logs,
+            http.stream("GET", f"{RUNTIMES}/{game_id}/events?follow=true") as events,
+        ):
+            assert (logs.status_code, events.status_code) == (200, 200)
+            assert api.process.proc is not None
+            api.process.proc.send_signal(signal.SIGTERM)
+            await logs.aread()  # ends although the engine still runs
+            tail = (await events.aread()).decode()
+        assert 'event: end\ndata: {"reason": "shutdown"}' in tail
+    try:
+        code = await api.exited(timeout=30)
+    except TimeoutError:
+        raise AssertionError(f"rtm-api still running:\n{api.process.output}") from None
+    assert code == 0, api.process.output
+    info = await core.docker.inspect(f"galaxy-game-{game_id}")
+    assert info is not None and info.running

@@ -12,6 +12,8 @@ final `end` event), or at shutdown.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -37,13 +39,17 @@ from rtm_core.domain.vocabulary import require_game_id
 from rtm_core.ports import FeedEntry
 from rtm_core.settings import parse_duration
 
+log = logging.getLogger("rtm_api.observe")
+
 EVENTS_PATH = "/api/v1/internal/events"
 #: `events?limit=`: recent events returned (and replayed first by a follow).
 EVENTS_DEFAULT_LIMIT = 50
 EVENTS_MAX_LIMIT = 1000
-#: A follow waits this long on Redis per read, then sends an SSE comment
-#: (keeps proxies from closing a quiet stream, and notices a gone client).
-EVENTS_BLOCK_MS = 5000
+#: A follow waits this long on Redis per read (and so notices its end within it),
+#: and sends an SSE comment after this long without an event (keeps proxies
+#: from closing a quiet stream, and notices a gone client).
+EVENTS_POLL_MS = 1000
+EVENTS_KEEPALIVE_MS = 5000
 EVENTS_READ_COUNT = 100
 TEXT = "text/plain; charset=utf-8"
 SSE = "text/event-stream"
@@ -150,6 +156,7 @@ async def logs(
             await engine_logs.aclose()
             if follow:
                 deps.followers.give_back()
+                log.info("follow ended", extra={"game_id": game_id, "stream": "logs"})
 
     return StreamingResponse(body(), media_type=TEXT, headers=_STREAM_HEADERS)
 
@@ -173,30 +180,41 @@ async def _events(
         deps.followers.give_back()
         raise
 
-    async def frames() -> AsyncIterator[bytes]:
-        last = start
+    frames = _follow_events(deps, game_id, first, start)
+    return StreamingResponse(frames, media_type=SSE, headers=_STREAM_HEADERS)
+
+
+async def _follow_events(
+    deps: ApiDeps, game_id: str | None, first: list[FeedEntry], start: str
+) -> AsyncIterator[bytes]:
+    """`first`, then the events after `start` as they come, until the max
+    duration or shutdown, then `event: end`. Redis is read in short blocks and
+    the end is checked between them: a read is never cancelled midway (a
+    cancelled blocking read could leave its task pending in redis-py's
+    connection teardown, and hold up the process's exit)."""
+    ends = time.monotonic() + deps.settings.events_follow_max_duration
+    last, quiet_ms, reason = start, 0, "max_duration"
+    try:
         for item in _items(first):
             yield _sse(item)
-        while True:
+        while (left := ends - time.monotonic()) > 0:
+            if deps.followers.closing:
+                reason = "shutdown"
+                break
+            block_ms = max(1, int(min(EVENTS_POLL_MS, left * 1000)))
             found, last = await deps.health_events.after(
-                last, game_id, count=EVENTS_READ_COUNT, block_ms=EVENTS_BLOCK_MS
+                last, game_id, count=EVENTS_READ_COUNT, block_ms=block_ms
             )
-            if not found:
-                yield format_sse_event(comment="keep-alive")
+            quiet_ms = 0 if found else quiet_ms + block_ms
             for item in _items(found):
                 yield _sse(item)
-
-    async def body() -> AsyncIterator[bytes]:
-        limit_s = deps.settings.events_follow_max_duration
-        try:
-            async for frame in deps.followers.relay(frames(), limit_s):
-                yield frame
-            reason = "shutdown" if deps.followers.closing else "max_duration"
-            yield format_sse_event(event="end", data_str=json.dumps({"reason": reason}))
-        finally:
-            deps.followers.give_back()
-
-    return StreamingResponse(body(), media_type=SSE, headers=_STREAM_HEADERS)
+            if quiet_ms >= EVENTS_KEEPALIVE_MS:
+                quiet_ms = 0
+                yield format_sse_event(comment="keep-alive")
+        yield format_sse_event(event="end", data_str=json.dumps({"reason": reason}))
+    finally:
+        deps.followers.give_back()
+        log.info("follow ended", extra={"game_id": game_id or "", "stream": "events"})
 
 
 async def game_events(

@@ -13,12 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from typing import TypeVar
 
 from rtm_core.domain.errors import TooManyFollowers
 
 T = TypeVar("T")
+
+#: How long an ended follow waits for its pending read to let go (a Redis read
+#: being torn down, say) before leaving it to finish on its own.
+LET_GO_SECONDS = 1.0
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """A read left to finish on its own: whatever it ends with is not an error."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Followers:
@@ -61,9 +70,11 @@ class Followers:
                     {step, closing}, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
                 if step not in done:
+                    # Never `await step` under a suppress: a cancellation of this
+                    # request itself must not be taken for the read's.
+                    step.add_done_callback(_retrieve)
                     step.cancel()
-                    with suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await step
+                    await asyncio.wait({step}, timeout=LET_GO_SECONDS)
                     return
                 try:
                     item = step.result()
