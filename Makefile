@@ -15,13 +15,14 @@ BIN := $(VENV)/bin
 RTM_DEV_DIR ?= $(CURDIR)/.rtm-dev
 TEST_ENV := $(RTM_DEV_DIR)/test.env
 
-PACKAGES := libs/rtm-core services/rtm-api services/rtm-jobs services/rtm-watcher services/rtm-reconciler
+PACKAGES := libs/rtm-core services/rtm-api services/rtm-jobs services/rtm-watcher services/rtm-reconciler \
+	tools/rtmctl
 # uv (version pinned in pyproject.toml's dev group) from a bootstrap venv:
 # scripts/ensure-uv.sh installs it when missing and prints its path.
 ENSURE_UV := PYTHON=$(PYTHON) RTM_DEV_DIR=$(RTM_DEV_DIR) scripts/ensure-uv.sh
 # Never fetch an interpreter: python3.11 comes from Debian (ensure-deps.sh).
 export UV_PYTHON_DOWNLOADS := never
-LINT_PATHS := libs services tests migrations bench
+LINT_PATHS := libs services tools tests migrations bench
 PYTEST_ARGS ?=
 
 .PHONY: help venv lock deps engine-image lint unit test

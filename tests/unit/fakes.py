@@ -36,6 +36,7 @@ from rtm_core.domain.errors import (
     DockerUnavailable,
     FencedOut,
     ImagePullFailed,
+    LogsNotReadable,
     OperationInProgress,
 )
 from rtm_core.domain.ordering import GameFence, order_id_at
@@ -43,6 +44,7 @@ from rtm_core.domain.records import (
     HealthSnapshot,
     OperationLogEntry,
     PatchProgress,
+    RecordKey,
     RuntimeRecord,
 )
 from rtm_core.domain.vocabulary import (
@@ -111,6 +113,10 @@ class FakeEngineRuntime:
         self._hooks: dict[str, list[Callable[[], object]]] = {}
         self._ids = itertools.count(1)
         self._events: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
+        #: What each container printed (`say`), and those whose log driver is `none`.
+        self.output: dict[str, list[str]] = {}
+        self.unreadable_logs: set[str] = set()
+        self._said = asyncio.Condition()
 
     # scripting -------------------------------------------------------------
 
@@ -172,6 +178,18 @@ class FakeEngineRuntime:
         )
         self.containers[container_id] = info
         return info
+
+    async def say(self, container_id: str, line: str) -> None:
+        """The engine prints a line (followers see it)."""
+        async with self._said:
+            self.output.setdefault(container_id, []).append(line + "\n")
+            self._said.notify_all()
+
+    async def halt(self, container_id: str, exit_code: int = 0) -> None:
+        """`exit`, and wake the followers, whose reads end."""
+        async with self._said:
+            self.exit(container_id, exit_code)
+            self._said.notify_all()
 
     def vanish(self, container_id: str) -> None:
         """Someone removed the container behind RTM's back."""
@@ -281,6 +299,22 @@ class FakeEngineRuntime:
                 raise DockerUnavailable("docker events stream closed by the daemon")
             yield event
 
+    async def open_logs(
+        self,
+        ref: str,
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+    ) -> FakeEngineLogs | None:
+        self._check("logs")
+        info = self._find(ref)
+        if info is None:
+            return None
+        if info.id in self.unreadable_logs:
+            raise LogsNotReadable(f"the log driver of container {ref} cannot be read back")
+        return FakeEngineLogs(self, info.id, tail, follow)
+
     # internals -------------------------------------------------------------
 
     def _check(self, op: str) -> None:
@@ -300,6 +334,38 @@ class FakeEngineRuntime:
 
     def _new_id(self) -> str:
         return f"{next(self._ids):064x}"
+
+
+class FakeEngineLogs:
+    """A read of `FakeEngineRuntime.output`; a follow waits for more until the
+    container no longer runs, as the daemon's does."""
+
+    def __init__(
+        self, engine: FakeEngineRuntime, container_id: str, tail: int | None, follow: bool
+    ) -> None:
+        self.engine, self.container_id, self.follow = engine, container_id, follow
+        lines = engine.output.get(container_id, [])
+        self._at = 0 if tail is None else max(0, len(lines) - tail)
+        self.closed = False
+
+    async def chunks(self) -> AsyncIterator[str]:
+        said = self.engine._said
+        while not self.closed:
+            async with said:
+                lines = self.engine.output.get(self.container_id, [])
+                fresh, self._at = lines[self._at :], len(lines)
+                info = self.engine.containers.get(self.container_id)
+                done = not self.follow or info is None or not info.running
+                if not fresh and not done:
+                    await said.wait()
+                    continue
+            for line in fresh:
+                yield line
+            if done:
+                return
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 class FakeRepositories:
@@ -345,6 +411,23 @@ class FakeRepositories:
             if status is None or r.status == status
         ]
         return [r for r in found if quarantined is None or r.quarantined is quarantined]
+
+    async def page_records(
+        self,
+        status: str | None = None,
+        *,
+        quarantined: bool | None = None,
+        after: RecordKey | None = None,
+        limit: int = 100,
+    ) -> list[RuntimeRecord]:
+        def key(r: RuntimeRecord) -> tuple[datetime, str]:
+            assert r.created_at is not None
+            return (r.created_at, r.game_id)
+
+        found = sorted(await self.list_records(status, quarantined=quarantined), key=key)
+        if after is not None:
+            found = [r for r in found if key(r) > (after.created_at, after.game_id)]
+        return found[:limit]
 
     async def live_records(self) -> list[RuntimeRecord]:
         return [
@@ -652,6 +735,38 @@ class FakeHealthEventFeed:
         return [e.entry_id for e in self.entries if e.entry_id not in self.acked]
 
 
+class FakeHealthEventLog:
+    """`runtime:health_events` read back without a group, in memory."""
+
+    def __init__(self) -> None:
+        self.entries: list[ports.FeedEntry] = []
+        self._ids = itertools.count(1)
+
+    def publish(self, event: HealthEvent) -> str:
+        entry_id = f"{next(self._ids)}-0"
+        self.entries.append(ports.FeedEntry(entry_id, event))
+        return entry_id
+
+    async def recent(self, game_id: str | None, limit: int) -> tuple[list[ports.FeedEntry], str]:
+        mine = [e for e in self.entries if _of_game(e, game_id)]
+        newest = self.entries[-1].entry_id if self.entries else "0-0"
+        return mine[-limit:], newest
+
+    async def after(
+        self, entry_id: str, game_id: str | None, *, count: int, block_ms: int
+    ) -> tuple[list[ports.FeedEntry], str]:
+        at = int(entry_id.split("-")[0])
+        later = [e for e in self.entries if int(e.entry_id.split("-")[0]) > at][:count]
+        if not later:
+            await asyncio.sleep(min(block_ms, 50) / 1000)
+            return [], entry_id
+        return [e for e in later if _of_game(e, game_id)], later[-1].entry_id
+
+
+def _of_game(entry: ports.FeedEntry, game_id: str | None) -> bool:
+    return game_id is None or (entry.event is not None and entry.event.game_id == game_id)
+
+
 class FakeLobby:
     def __init__(self) -> None:
         self.looked_up: list[str] = []
@@ -674,6 +789,10 @@ if TYPE_CHECKING:  # mypy --strict checks that every fake satisfies its port.
     _lobby: ports.LobbyDiagnostics = FakeLobby()
     _probe: ports.EngineProbe = FakeEngineProbe()
     _feed: ports.HealthEventFeed = FakeHealthEventFeed()
+    _event_log: ports.HealthEventLog = FakeHealthEventLog()
+    _logs: ports.EngineLogs = FakeEngineLogs(
+        FakeEngineRuntime(stack="s", clock=FakeClock()), "c", None, False
+    )
     _clock: ports.Clock = FakeClock()
 
 #: Images every unit rig has locally, as `galaxy/test-engine` tags.

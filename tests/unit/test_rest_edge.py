@@ -17,10 +17,11 @@ from rtm_api.app import declare_app
 from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import bind
 from rtm_api.errors import rtm_error_response
+from rtm_api.streams import Followers
 from rtm_core.domain import errors
 from rtm_core.domain.errors import DockerUnavailable, RtmError
 from rtm_core.lifecycle import Lifecycle
-from unit.fakes import Fakes, MakeUnit
+from unit.fakes import FakeHealthEventLog, Fakes, MakeUnit
 from unit.helpers import GAME, LATEST, MISSING, V100, V101, V110
 
 #: SPEC §6 "Status codes", code by code.
@@ -40,6 +41,9 @@ SPEC_STATUS = {
     "internal_error": 500,
     # Added by issue 12 (opt-in patch health gate), beside the SPEC's codes.
     "patch_rolled_back": 502,
+    # Added by issue 13 (engine logs over REST, follow streams).
+    "logs_not_readable": 501,
+    "too_many_followers": 429,
 }
 ERRORS = [
     cls
@@ -83,6 +87,10 @@ def api(lifecycle: Lifecycle, fakes: Fakes) -> httpx.AsyncClient:
             records=fakes.repos,
             operations=fakes.repos,
             ready=_ready,
+            engine=fakes.engine,
+            snapshots=fakes.repos,
+            health_events=FakeHealthEventLog(),
+            followers=Followers(fakes.settings.api_max_followers),
         ),
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rtm-api")

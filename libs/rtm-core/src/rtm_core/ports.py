@@ -13,6 +13,7 @@ in-memory fake in `tests/unit/fakes.py`:
     LobbyDiagnostics   adapters.lobby.LobbyDiagnostics             Lobby (HTTP)
     EngineProbe        adapters.engine_probe.EngineProbe           engines' /healthz
     HealthEventFeed    adapters.redis.health_feed.HealthEventFeed  Redis stream (group)
+    HealthEventLog     adapters.redis.health_log.HealthEventLog    Redis stream (reads)
     Clock              a function returning an aware UTC datetime
 
 Errors cross a port as `rtm_core.domain.errors.RtmError` subclasses only: an
@@ -34,6 +35,7 @@ from rtm_core.domain.records import (
     HealthSnapshot,
     OperationLogEntry,
     PatchProgress,
+    RecordKey,
     RuntimeRecord,
 )
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
@@ -70,6 +72,29 @@ class EngineRuntime(Protocol):
     def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Events of this stack's engines until the stream breaks (DockerUnavailable)."""
 
+    async def open_logs(
+        self,
+        ref: str,
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+    ) -> EngineLogs | None:
+        """The engine's stdout and stderr, interleaved as written: the last `tail`
+        lines (None: all) from `since` on, then, with `follow`, what it prints until
+        it stops. None when there is no such engine; LogsNotReadable when its log
+        driver keeps nothing to read back. Errors surface here, before any output."""
+
+
+class EngineLogs(Protocol):
+    """An open read of an engine's output (`EngineRuntime.open_logs`)."""
+
+    def chunks(self) -> AsyncIterator[str]:
+        """Text as the engine wrote it (usually whole lines), until the read ends."""
+
+    async def aclose(self) -> None:
+        """Release the read; safe to call twice, or without reading."""
+
 
 class RuntimeRecords(Protocol):
     async def get_record(self, game_id: str) -> RuntimeRecord | None: ...
@@ -77,6 +102,18 @@ class RuntimeRecords(Protocol):
     async def list_records(
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]: ...
+
+    async def page_records(
+        self,
+        status: str | None = None,
+        *,
+        quarantined: bool | None = None,
+        after: RecordKey | None = None,
+        limit: int = 100,
+    ) -> list[RuntimeRecord]:
+        """Up to `limit` records in `(created_at, game_id)` order, strictly after
+        `after` (issue 13's keyset paging: a record is never seen twice nor skipped
+        while others are inserted)."""
 
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
@@ -228,6 +265,22 @@ class FeedEntry:
     entry_id: str
     event: HealthEvent | None
     problem: str = ""
+
+
+class HealthEventLog(Protocol):
+    """`runtime:health_events` read without a group, for people (REST, issue 13):
+    a game's recent events, and the ones after a given entry id."""
+
+    async def recent(self, game_id: str | None, limit: int) -> tuple[list[FeedEntry], str]:
+        """The newest `limit` events (of `game_id`, or of every game), oldest first,
+        within a bounded scan of the stream; and the stream's newest entry id then
+        (`0-0` when empty), where a follow begins."""
+
+    async def after(
+        self, entry_id: str, game_id: str | None, *, count: int, block_ms: int
+    ) -> tuple[list[FeedEntry], str]:
+        """Events after `entry_id`, waiting up to `block_ms` for one; and the id to
+        read on from (past entries of other games too)."""
 
 
 class HealthEventFeed(Protocol):

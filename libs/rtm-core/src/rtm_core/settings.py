@@ -247,6 +247,14 @@ class Settings(BaseSettings):
     start_wait_ready: Switch = Switch.OFF
     start_ready_timeout: Duration = 60.0
 
+    # Operator reads over REST (issue 13)
+    #: Follow streams (`…/logs?follow=true`, `…/events?follow=true`) one rtm-api
+    #: serves at once; one more answers 429 `too_many_followers`.
+    api_max_followers: int = Field(default=32, gt=0)
+    #: A health-events follow ends after this long; the client reconnects with
+    #: `Last-Event-ID` (or `?after=`) and misses nothing.
+    events_follow_max_duration: Duration = 900.0
+
     # Coordination
     game_lease_ttl_seconds: int = Field(default=60, gt=0)
     leader_lease_ttl_seconds: int = Field(default=15, gt=0)

@@ -13,6 +13,7 @@ from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import bind, bound
 from rtm_api.errors import install_error_handlers
 from rtm_api.middleware import RequestMiddleware
+from rtm_api.observe import observe_router
 from rtm_api.routes import runtimes_router
 from rtm_core.runtime.ops_http import probes_router
 
@@ -78,4 +79,5 @@ def declare_app(*, tracer_provider: TracerProvider | None = None) -> RtmApi:
     app.add_middleware(RequestMiddleware)
     app.include_router(probes_router(lambda: bound(app).ready()))
     app.include_router(runtimes_router())
+    app.include_router(observe_router())
     return app

@@ -17,7 +17,17 @@ PROCESS = "rtm-api"
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
     infra = await boot(settings, PROCESS)
     deps = bootstrap(infra, CoreAdapters.over(infra))
-    await run_service(infra, stop, app=create_app(deps), addr=settings.internal_http_addr)
+
+    async def end_follows() -> None:
+        """Follow streams end when shutdown begins, so they never hold up the drain."""
+        await stop.wait()
+        deps.followers.close()
+
+    closer = asyncio.create_task(end_follows())
+    try:
+        await run_service(infra, stop, app=create_app(deps), addr=settings.internal_http_addr)
+    finally:
+        closer.cancel()
 
 
 def main() -> None:

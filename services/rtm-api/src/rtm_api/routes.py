@@ -9,20 +9,25 @@ and the adapters under it can raise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 
+from rtm_api import paging
 from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import Deps, Source, bearer_guard
 from rtm_api.errors import error_responses
 from rtm_api.schemas import (
     ImageRequest,
     OperationList,
-    RuntimeList,
+    RuntimePage,
     RuntimeRecord,
+    RuntimeRecordWide,
     StopRequest,
+    Usage,
+    View,
 )
 from rtm_core.domain.errors import (
     Conflict,
@@ -37,6 +42,8 @@ from rtm_core.domain.errors import (
     SemverPatchOnly,
     StartConfigInvalid,
 )
+from rtm_core.domain.records import RecordKey
+from rtm_core.domain.records import RuntimeRecord as RuntimeRecordRow
 from rtm_core.domain.vocabulary import GAME_ID_RE, OpKind, RuntimeStatus, require_game_id
 from rtm_core.lifecycle import OperationResult
 
@@ -91,11 +98,74 @@ def _errors(kind: OpKind) -> dict[int | str, dict[str, Any]]:
     return error_responses(*OPERATION_ERRORS[kind])
 
 
+ViewQuery = Annotated[
+    View,
+    Query(
+        description="`wide`: each record also carries `usage`, its engine's last "
+        "resource sample (null when there is none)"
+    ),
+]
+
+
+async def usage_of(deps: ApiDeps, game_ids: Sequence[str]) -> Mapping[str, Usage]:
+    """The engines' last usage samples, by game: where issue 13 §3's sampler plugs
+    in (the watcher's per-engine figures). Until it does, there are none."""
+    del deps, game_ids
+    return {}
+
+
+async def _wide(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
+    usage = await usage_of(deps, [r.game_id for r in rows])
+    quarantine = bool(deps.settings.auto_restart)
+    return [
+        RuntimeRecordWide.wide(r, usage.get(r.game_id), with_quarantine=quarantine).model_dump(
+            mode="json"
+        )
+        for r in rows
+    ]
+
+
+def _plain(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
+    quarantine = bool(deps.settings.auto_restart)
+    return [RuntimeRecord.of(r, with_quarantine=quarantine).model_dump(mode="json") for r in rows]
+
+
+async def _list(
+    deps: ApiDeps,
+    status: str | None,
+    quarantined: bool | None,
+    limit: int | None,
+    cursor: str | None,
+    view: View,
+) -> JSONResponse:
+    async def render(rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
+        return await _wide(deps, rows) if view is View.WIDE else _plain(deps, rows)
+
+    if limit is None and cursor is None:
+        rows = await deps.records.list_records(status, quarantined=quarantined)
+        return JSONResponse({"items": await render(rows)})
+    size = limit or paging.DEFAULT_PAGE
+    after = None if cursor is None else paging.decode(cursor)
+    rows = await deps.records.page_records(
+        status, quarantined=quarantined, after=after, limit=size + 1
+    )
+    page, more = rows[:size], len(rows) > size
+    next_cursor = paging.encode(RecordKey.of(page[-1])) if more else None
+    return JSONResponse({"items": await render(page), "next_cursor": next_cursor})
+
+
 def runtimes_router() -> APIRouter:
     """The routes, declared over no dependencies: each reads its `Deps` per request."""
     router = APIRouter(prefix=PREFIX, tags=["runtimes"], dependencies=[Depends(bearer_guard)])
 
-    @router.get("", response_model=RuntimeList, responses=error_responses())
+    @router.get(
+        "",
+        response_model=None,
+        responses={
+            200: {"model": RuntimePage, "description": "The records"},
+            **error_responses(),
+        },
+    )
     async def list_runtimes(
         deps: Deps,
         status: Annotated[RuntimeStatus | None, Query(description="Only this status")] = None,
@@ -106,18 +176,47 @@ def runtimes_router() -> APIRouter:
                 "(RTMANAGER_AUTO_RESTART; nothing is quarantined while it is off)"
             ),
         ] = None,
-    ) -> RuntimeList:
-        """Every runtime record, by game_id."""
-        rows = await deps.records.list_records(status and status.value, quarantined=quarantined)
-        return RuntimeList.of(rows, with_quarantine=bool(deps.settings.auto_restart))
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=paging.MAX_PAGE,
+                description="Page size: records come in creation order "
+                "(`created_at`, then `game_id`) with a `next_cursor`. Without `limit` "
+                "and `cursor`: every record, by game_id, and no `next_cursor`",
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            Query(description="The `next_cursor` of the previous page (opaque)"),
+        ] = None,
+        view: ViewQuery = View.DEFAULT,
+    ) -> JSONResponse:
+        """Runtime records, all at once or a page at a time. Paging is keyset on
+        (created_at, game_id): while games are added, every record that existed
+        when paging began is seen exactly once, and new ones on a later page."""
+        return await _list(deps, status and status.value, quarantined, limit, cursor, view)
 
-    @router.get("/{game_id}", response_model=RuntimeRecord, responses=error_responses(NotFound))
-    async def get_runtime(game_id: GameId, deps: Deps) -> RuntimeRecord:
+    @router.get(
+        "/{game_id}",
+        response_model=None,
+        responses={
+            200: {"model": RuntimeRecordWide, "description": "`usage` only with view=wide"},
+            **error_responses(NotFound),
+        },
+    )
+    async def get_runtime(
+        game_id: GameId, deps: Deps, view: ViewQuery = View.DEFAULT
+    ) -> JSONResponse:
         """One game's runtime record."""
         row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
             raise NotFound(f"no runtime for game {game_id}")
-        return RuntimeRecord.of(row, with_quarantine=bool(deps.settings.auto_restart))
+        if view is View.WIDE:
+            (wide,) = await _wide(deps, [row])
+            return JSONResponse(wide)
+        (plain,) = _plain(deps, [row])
+        return JSONResponse(plain)
 
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(

@@ -12,15 +12,18 @@ answer with their own error codes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Self
+from enum import StrEnum
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from rtm_core.domain.records import HealthSnapshot as HealthSnapshotRow
 from rtm_core.domain.records import OperationLogEntry
 from rtm_core.domain.records import RuntimeRecord as RuntimeRecordRow
 from rtm_core.domain.vocabulary import StopReason
+from rtm_core.domain.wire import HealthEvent
 
 RFC3339_EXAMPLE = "2026-04-28T07:18:54Z"
 
@@ -82,6 +85,103 @@ class RuntimeList(_Out):
     @classmethod
     def of(cls, rows: Sequence[RuntimeRecordRow], *, with_quarantine: bool = False) -> Self:
         return cls(items=[RuntimeRecord.of(r, with_quarantine=with_quarantine) for r in rows])
+
+
+class View(StrEnum):
+    """`?view=`: the record as 001 has it, or with what RTM observes of its engine."""
+
+    DEFAULT = "default"
+    WIDE = "wide"
+
+
+class Usage(_Out):
+    """An engine's resources at its last sample (issue 13 §3, the watcher's sampler)."""
+
+    cpu_percent: float = Field(description="CPU over the sample, percent of one core")
+    memory_bytes: int
+    memory_limit_bytes: int
+    restart_count: int
+    sampled_at: Timestamp
+
+
+class RuntimeRecordWide(RuntimeRecord):
+    """`?view=wide`: the record plus its engine's last usage sample (additive)."""
+
+    usage: Usage | None = Field(
+        default=None,
+        description="The engine's last usage sample; null when there is none "
+        "(not running, not sampled yet, or the sampler is off)",
+    )
+
+    @classmethod
+    def wide(
+        cls, row: RuntimeRecordRow, usage: Usage | None, *, with_quarantine: bool = False
+    ) -> Self:
+        base = RuntimeRecord.of(row, with_quarantine=with_quarantine)
+        return cls.model_validate({**base.__dict__, "usage": usage})
+
+
+class RuntimePage(_Out):
+    """`GET /runtimes`. `next_cursor` is present only when `limit` or `cursor` was
+    given (paging); without them the answer is `{"items": [...]}` exactly as 001 has it.
+    Items carry `usage` only with `view=wide`."""
+
+    items: list[RuntimeRecordWide]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as `cursor` for the next page; null on the last page",
+    )
+
+
+def as_json(model: BaseModel) -> dict[str, Any]:
+    """A model as JSON data, its excluded-when-absent fields left out."""
+    return model.model_dump(mode="json")
+
+
+class HealthSnapshotOut(_Out):
+    """`health_snapshots` (SPEC §5): the latest observation of a game's engine."""
+
+    game_id: str
+    container_id: str | None
+    status: str = Field(examples=["probe_failed"])
+    source: str = Field(json_schema_extra={"enum": ["docker_event", "inspect", "probe"]})
+    observed_at: Timestamp
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: HealthSnapshotRow) -> Self:
+        return cls.model_validate(row)
+
+
+class HealthEventOut(_Out):
+    """One `runtime:health_events` entry, `details` as an object."""
+
+    id: str = Field(description="The stream entry id (SSE `id`, `after=`)")
+    game_id: str
+    container_id: str
+    event_type: str = Field(examples=["container_exited"])
+    occurred_at_ms: int
+    occurred_at: Timestamp
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, entry_id: str, event: HealthEvent) -> Self:
+        fields: Mapping[str, str] = event.fields()
+        return cls(
+            id=entry_id,
+            game_id=event.game_id,
+            container_id=event.container_id,
+            event_type=fields["event_type"],
+            occurred_at_ms=event.occurred_at_ms,
+            occurred_at=datetime.fromtimestamp(event.occurred_at_ms / 1000, UTC),
+            details=event.details.model_dump(),
+        )
+
+
+class HealthEventList(_Out):
+    """Oldest first; the newest `limit` found."""
+
+    items: list[HealthEventOut]
 
 
 class Operation(_Out):

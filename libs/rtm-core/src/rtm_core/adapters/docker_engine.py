@@ -21,11 +21,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError
+from aiodocker.multiplexed import multiplexed_result_stream
 
 from rtm_core.adapters.docker_credentials import (
     DockerConfigError,
@@ -37,6 +39,7 @@ from rtm_core.domain.errors import (
     ContainerStartFailed,
     DockerUnavailable,
     ImagePullFailed,
+    LogsNotReadable,
     RtmError,
 )
 from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER
@@ -150,6 +153,50 @@ def _ignore_latency(_op: str, _seconds: float) -> None:
     return None
 
 
+#: What the daemon answers for a log driver it cannot read back (`none`, or a
+#: remote driver with dual logging off): errdefs.NotImplemented.
+_UNREADABLE_STATUS = 501
+_UNREADABLE_TEXT = "does not support reading"
+
+
+def log_params(*, tail: int | None, since: datetime | None, follow: bool) -> dict[str, str]:
+    """Query of `GET /containers/{id}/logs` and `GET /services/{id}/logs`."""
+    params = {
+        "stdout": "1",
+        "stderr": "1",
+        "follow": "1" if follow else "0",
+        "tail": "all" if tail is None else str(tail),
+    }
+    if since is not None:
+        params["since"] = str(int(since.timestamp()))
+    return params
+
+
+def logs_error(exc: DockerError, what: str) -> RtmError:
+    if exc.status == _UNREADABLE_STATUS or _UNREADABLE_TEXT in exc.message:
+        return LogsNotReadable(f"{what}: {exc.message}")
+    return DockerUnavailable(f"docker logs: {exc.message}")
+
+
+class DockerLogs:
+    """One open logs response of the daemon, demultiplexed into text (`ports.EngineLogs`)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, *, tty: bool) -> None:
+        self._response = response
+        self._tty = tty
+
+    async def chunks(self) -> AsyncIterator[str]:
+        try:
+            stream = multiplexed_result_stream(self._response, is_tty=self._tty)  # type: ignore[no-untyped-call]
+            async for text in stream:
+                yield str(text)
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError):
+            return  # the daemon (or `aclose`) ended the read
+
+    async def aclose(self) -> None:
+        self._response.close()
+
+
 class DockerEngine:
     def __init__(
         self,
@@ -160,8 +207,12 @@ class DockerEngine:
         record_latency: LatencyRecorder = _ignore_latency,
         deadlines: Deadlines | None = None,
         credentials: RegistryCredentials | None = None,
+        streams: aiodocker.Docker | None = None,
     ) -> None:
         self._docker = client
+        #: Long reads (log follows) on a connection pool of their own, so that
+        #: followers never hold a connection a lifecycle call waits for.
+        self._streams = streams or client
         self.stack = stack
         self.network = network
         self._record_latency = record_latency
@@ -182,6 +233,7 @@ class DockerEngine:
         # the rest of each call's deadline is `_timed`'s.
         timeout = aiohttp.ClientTimeout(sock_connect=settings.docker_call_timeout)
         client = aiodocker.Docker(url=url, ssl_context=ssl_context, timeout=timeout)
+        streams = aiodocker.Docker(url=url, ssl_context=ssl_context, timeout=timeout)
         credentials = None
         if settings.docker_config is not None:
             credentials = RegistryCredentials(settings.docker_config)
@@ -195,10 +247,30 @@ class DockerEngine:
                 call=settings.docker_call_timeout, pull=settings.docker_pull_timeout
             ),
             credentials=credentials,
+            streams=streams,
         )
 
     async def close(self) -> None:
+        if self._streams is not self._docker:
+            await self._streams.close()
         await self._docker.close()
+
+    async def open_stream(
+        self, path: str, params: dict[str, str], *, tty: bool, what: str
+    ) -> DockerLogs | None:
+        """`GET <path>` on the streams' pool, answered (headers in) within the call
+        deadline and then read without one; None on 404 (`ports.EngineLogs`)."""
+        # No read deadline: a follow of a quiet engine is silent for as long as it likes.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.deadlines.call)
+        try:
+            response = await self._timed(
+                "logs", self._streams._do_query(path, "GET", params=params, timeout=timeout)
+            )
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise logs_error(exc, what) from exc
+        return DockerLogs(response, tty=tty)
 
     @property
     def client(self) -> aiodocker.Docker:
@@ -361,6 +433,30 @@ class DockerEngine:
         except DockerError as exc:
             raise DockerUnavailable(f"docker list: {exc.message}") from exc
         return [info_from_list(c._container) for c in raw]
+
+    async def open_logs(
+        self,
+        ref: str,
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+    ) -> DockerLogs | None:
+        """`docker logs [--tail] [--since] [-f]`: a follow ends when the container
+        stops (the daemon closes the response), or at `aclose`."""
+        try:
+            container = await self._timed("inspect", self._docker.containers.get(ref))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerUnavailable(f"docker inspect: {exc.message}") from exc
+        data = container._container
+        return await self.open_stream(
+            f"containers/{data['Id']}/logs",
+            log_params(tail=tail, since=since, follow=follow),
+            tty=bool((data.get("Config") or {}).get("Tty")),
+            what=f"the log driver of container {ref} cannot be read back",
+        )
 
     async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Container events of this stack until the daemon closes the stream.

@@ -24,6 +24,9 @@ onto a Swarm manager (`RTMANAGER_DOCKER_HOST`):
     events             the manager's own container events (service id as the
                        id, `oom` included) + task transitions of the other
                        nodes, polled (`swarm_tasks.TaskTransitions`)
+    open_logs          service logs (`docker service logs`, every node's tasks);
+                       a follow ends once no task of the service runs (Swarm's
+                       own stream would wait for the next task forever)
 
 A game's id (`current_container_id`) is its service id. Containers of this
 stack that are not Swarm tasks (engines started before the deployment
@@ -51,11 +54,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import suppress
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiodocker.exceptions import DockerError
 
-from rtm_core.adapters.docker_engine import DockerEngine, LatencyRecorder
+from rtm_core.adapters.docker_engine import DockerEngine, DockerLogs, LatencyRecorder, log_params
 from rtm_core.adapters.swarm_spec import (
     ENDED_TASK_STATES,
     SERVICE_ID_LABEL,
@@ -89,6 +93,32 @@ NODE_CACHE_SECONDS = 1.0
 TASK_FILTER_CHUNK = 100
 #: A service update raced another writer (Swarm's optimistic versioning): retry.
 UPDATE_ATTEMPTS = 3
+#: How often a service-logs follow checks whether the engine still runs.
+LOGS_FOLLOW_CHECK_SECONDS = 2.0
+
+
+class ServiceLogs:
+    """A service-logs read (`ports.EngineLogs`) that a follow ends once the
+    service's engine no longer runs."""
+
+    def __init__(self, logs: DockerLogs, running: Awaitable[None] | None) -> None:
+        self._logs = logs
+        self._watch = asyncio.ensure_future(self._end_after(running)) if running else None
+
+    async def _end_after(self, running: Awaitable[None]) -> None:
+        with suppress(Exception):
+            await running
+        await self._logs.aclose()
+
+    def chunks(self) -> AsyncIterator[str]:
+        return self._logs.chunks()
+
+    async def aclose(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watch
+        await self._logs.aclose()
 
 
 class SwarmEngine:
@@ -434,6 +464,39 @@ class SwarmEngine:
             for pump in pumps:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
+
+    # logs ------------------------------------------------------------------
+
+    async def open_logs(
+        self,
+        ref: str,
+        *,
+        tail: int | None = None,
+        since: datetime | None = None,
+        follow: bool = False,
+    ) -> ServiceLogs | DockerLogs | None:
+        service = await self._service(ref)
+        if service is None:  # a pre-swarm container, or nothing
+            return await self._containers.open_logs(ref, tail=tail, since=since, follow=follow)
+        service_id = str(service["ID"])
+        spec = (service.get("Spec") or {}).get("TaskTemplate") or {}
+        logs = await self._containers.open_stream(
+            f"services/{service_id}/logs",
+            log_params(tail=tail, since=since, follow=follow),
+            tty=bool((spec.get("ContainerSpec") or {}).get("TTY")),
+            what=f"the log driver of service {ref} cannot be read back",
+        )
+        if logs is None:
+            return None
+        return ServiceLogs(logs, self._while_running(service_id) if follow else None)
+
+    async def _while_running(self, service_id: str) -> None:
+        """Returns once no task of the service runs (or the service is gone)."""
+        while True:
+            await asyncio.sleep(LOGS_FOLLOW_CHECK_SECONDS)
+            info = await self.inspect(service_id)
+            if info is None or not info.running:
+                return
 
     # reads -----------------------------------------------------------------
 

@@ -14,6 +14,8 @@
     ├── ContainerStartFailed      container_start_failed   502
     ├── DockerUnavailable         docker_unavailable       502
     ├── PatchRolledBack           patch_rolled_back        502  (health-gated patch undone)
+    ├── LogsNotReadable           logs_not_readable        501  (log driver not readable)
+    ├── TooManyFollowers          too_many_followers       429  (follow streams at their cap)
     ├── ServiceUnavailable        service_unavailable      503
     └── InternalError             internal_error           500
 
@@ -107,6 +109,22 @@ class PatchRolledBack(RtmError):
 
     code = "patch_rolled_back"
     http_status = 502
+
+
+class LogsNotReadable(RtmError):
+    """The engine's log driver cannot be read back (`none`, or a remote driver with
+    Docker's dual logging off): `docker logs` would fail the same way (issue 13)."""
+
+    code = "logs_not_readable"
+    http_status = 501
+
+
+class TooManyFollowers(RtmError):
+    """This rtm-api already serves `RTMANAGER_API_MAX_FOLLOWERS` follow streams;
+    the cap keeps followers from competing with lifecycle operations (issue 13)."""
+
+    code = "too_many_followers"
+    http_status = 429
 
 
 class ServiceUnavailable(RtmError):

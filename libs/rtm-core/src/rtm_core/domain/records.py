@@ -37,6 +37,21 @@ class RuntimeRecord:
     quarantined: bool = False
 
 
+@dataclass(frozen=True)
+class RecordKey:
+    """A runtime record's place in the paging order (issue 13): `(created_at,
+    game_id)`. A game keeps its `created_at` for life, so a page boundary never
+    moves, and a game created while someone pages lands after every older one."""
+
+    created_at: datetime
+    game_id: str
+
+    @classmethod
+    def of(cls, record: RuntimeRecord) -> RecordKey:
+        assert record.created_at is not None  # set by the repository on insert
+        return cls(record.created_at, record.game_id)
+
+
 @dataclass(kw_only=True)
 class OperationLogEntry:
     """One `operation_log` row: exactly one per operation, failures included."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -34,6 +34,7 @@ from rtm_core.domain.records import (
     HealthSnapshot,
     OperationLogEntry,
     PatchProgress,
+    RecordKey,
     RuntimeRecord,
 )
 from rtm_core.domain.vocabulary import RuntimeStatus
@@ -170,6 +171,27 @@ class Repositories:
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]:
         query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
+        if status is not None:
+            query = query.where(col(RuntimeRecordRow.status) == status)
+        if quarantined is not None:
+            query = query.where(col(RuntimeRecordRow.quarantined).is_(quarantined))
+        return await self._records(query)
+
+    @traced
+    async def page_records(
+        self,
+        status: str | None = None,
+        *,
+        quarantined: bool | None = None,
+        after: RecordKey | None = None,
+        limit: int = 100,
+    ) -> list[RuntimeRecord]:
+        """One page in `(created_at, game_id)` order: a range scan of
+        `runtime_records_created_game_idx` (migration 0005) from `after` on."""
+        created, game = col(RuntimeRecordRow.created_at), col(RuntimeRecordRow.game_id)
+        query = select(RuntimeRecordRow).order_by(created, game).limit(limit)
+        if after is not None:
+            query = query.where(tuple_(created, game) > tuple_(after.created_at, after.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecordRow.status) == status)
         if quarantined is not None:

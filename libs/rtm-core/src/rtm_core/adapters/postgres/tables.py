@@ -36,7 +36,11 @@ def _ts(nullable: bool = True) -> Any:
 class RuntimeRecordRow(SQLModel, table=True):
     __tablename__ = "runtime_records"
     metadata = metadata
-    __table_args__ = (Index("runtime_records_status_idx", "status"),)
+    __table_args__ = (
+        Index("runtime_records_status_idx", "status"),
+        # Migration 0005 (issue 13): keyset paging of the REST list.
+        Index("runtime_records_created_game_idx", "created_at", "game_id"),
+    )
 
     game_id: str = Field(sa_column=Column(Text, primary_key=True))
     status: str = Field(sa_column=Column(Text, nullable=False))

@@ -79,7 +79,7 @@ class HealthEventFeed:
         found: list[FeedEntry] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
-                found.append(_entry(_text(entry_id), fields))
+                found.append(feed_entry(as_text(entry_id), fields))
         return found
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
@@ -87,14 +87,14 @@ class HealthEventFeed:
             await self._redis.xack(self.stream, self.group, *entry_ids)
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _entry(entry_id: str, fields: Any) -> FeedEntry:
+def feed_entry(entry_id: str, fields: Any) -> FeedEntry:
     if not fields:  # trimmed while pending: nothing left to read
         return FeedEntry(entry_id, None, "entry has no fields (trimmed)")
-    text = {_text(k): _text(v) for k, v in fields.items()}
+    text = {as_text(k): as_text(v) for k, v in fields.items()}
     try:
         return FeedEntry(entry_id, HealthEvent.decode(text))
     except (ValidationError, ValueError) as exc:

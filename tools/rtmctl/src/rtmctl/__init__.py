@@ -1,0 +1,1 @@
+"""rtmctl: RTM's operator command line. It talks to RTM's internal REST API only."""
