@@ -83,6 +83,7 @@ def api(lifecycle: Lifecycle, fakes: Fakes) -> httpx.AsyncClient:
             records=fakes.repos,
             operations=fakes.repos,
             ready=_ready,
+            usages=fakes.repos,
         ),
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rtm-api")

@@ -67,6 +67,16 @@ class GaugeValues:
         with self._lock:
             self._values[tuple(sorted(attributes.items()))] = value
 
+    def replace(self, values: Iterable[tuple[float, dict[str, str]]]) -> None:
+        """Exactly these series from now on (a pass that sees every one of them)."""
+        fresh = {tuple(sorted(attrs.items())): value for value, attrs in values}
+        with self._lock:
+            self._values = fresh
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values = {}
+
     def discard(self, **attributes: str) -> None:
         with self._lock:
             self._values.pop(tuple(sorted(attributes.items())), None)
@@ -100,6 +110,8 @@ class Metrics:
         self.loop_age = GaugeValues()
         self.games_in_backoff = GaugeValues()
         self.games_quarantined = GaugeValues()
+        self.engine_cpu_percent = GaugeValues()
+        self.engine_memory_bytes = GaugeValues()
         m.create_observable_gauge(
             "rtmanager.runtime_records_by_status",
             [self.records_by_status.callback],
@@ -137,6 +149,20 @@ class Metrics:
             "rtmanager.games_quarantined",
             [self.games_quarantined.callback],
             description="Games quarantined by the crash-loop policy (no automatic restarts)",
+        )
+        # Issue 13 (RTMANAGER_ENGINE_USAGE=on): set by the watcher leader's usage
+        # sampler, per `game_id` (or one fleet total each, per-game label off).
+        # No unit: the names already say it (`_percent`, `_bytes`), and the
+        # exporter would append one again.
+        m.create_observable_gauge(
+            "rtmanager.engine_cpu_percent",
+            [self.engine_cpu_percent.callback],
+            description="CPU an engine used between its last two samples, percent of one CPU",
+        )
+        m.create_observable_gauge(
+            "rtmanager.engine_memory_bytes",
+            [self.engine_memory_bytes.callback],
+            description="Memory an engine uses without reclaimable page cache, bytes",
         )
         self.docker_op_latency = m.create_histogram(
             "rtmanager.docker_op_latency",

@@ -13,6 +13,7 @@ in-memory fake in `tests/unit/fakes.py`:
     LobbyDiagnostics   adapters.lobby.LobbyDiagnostics             Lobby (HTTP)
     EngineProbe        adapters.engine_probe.EngineProbe           engines' /healthz
     HealthEventFeed    adapters.redis.health_feed.HealthEventFeed  Redis stream (group)
+    EngineUsages       (part of Repositories)                      PostgreSQL
     Clock              a function returning an aware UTC datetime
 
 Errors cross a port as `rtm_core.domain.errors.RtmError` subclasses only: an
@@ -36,6 +37,7 @@ from rtm_core.domain.records import (
     PatchProgress,
     RuntimeRecord,
 )
+from rtm_core.domain.usage import EngineUsage, UsageReading
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
 from rtm_core.settings import PullPolicy
 
@@ -69,6 +71,12 @@ class EngineRuntime(Protocol):
 
     def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Events of this stack's engines until the stream breaks (DockerUnavailable)."""
+
+    async def usage(self, ref: str, *, instant: bool = True) -> UsageReading | None:
+        """CPU times, memory and restart count of a running engine (issue 13); None
+        when it is gone, not running, or out of this runtime's sight (a Swarm task
+        on another node). `instant=False` lets the daemon take its own second CPU
+        sample (a second or two), so that one reading already tells CPU."""
 
 
 class RuntimeRecords(Protocol):
@@ -146,8 +154,25 @@ class PatchProgresses(Protocol):
     async def delete_patch_progress(self, game_id: str) -> None: ...
 
 
+class EngineUsages(Protocol):
+    """The latest usage sample per game (`engine_usage`, issue 13)."""
+
+    async def save_usages(self, usages: Sequence[EngineUsage], *, keep: Sequence[str]) -> None:
+        """Upsert `usages` and drop the samples of games not in `keep`, in one
+        transaction (one watcher pass)."""
+
+    async def usages(self, game_ids: Sequence[str]) -> dict[str, EngineUsage]:
+        """The stored samples of these games (absent: never sampled)."""
+
+
 class Repositories(
-    RuntimeRecords, OperationLog, HealthSnapshots, CrashHistories, PatchProgresses, Protocol
+    RuntimeRecords,
+    OperationLog,
+    HealthSnapshots,
+    CrashHistories,
+    PatchProgresses,
+    EngineUsages,
+    Protocol,
 ):
     """The tables behind one transaction boundary."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rtm_core.lifecycle import Lifecycle
-from rtm_core.ports import OperationLog, RuntimeRecords
+from rtm_core.ports import EngineUsages, OperationLog, RuntimeRecords
 from rtm_core.runtime.bootstrap import CoreAdapters, Infrastructure
 from rtm_core.runtime.ops_http import Readiness
 from rtm_core.runtime.readiness import first_failure
@@ -25,6 +25,7 @@ class ApiDeps:
     records: RuntimeRecords
     operations: OperationLog
     ready: Readiness
+    usages: EngineUsages
 
 
 def bootstrap(infra: Infrastructure, core: CoreAdapters) -> ApiDeps:
@@ -34,4 +35,5 @@ def bootstrap(infra: Infrastructure, core: CoreAdapters) -> ApiDeps:
         records=core.repos,
         operations=core.repos,
         ready=lambda: first_failure(infra),
+        usages=core.repos,
     )

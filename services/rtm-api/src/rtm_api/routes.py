@@ -10,7 +10,7 @@ and the adapters under it can raise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
@@ -82,6 +82,13 @@ GameId = Annotated[
 ]
 
 
+#: `?view=wide` (issue 13): each record gains `usage` (an object, or null).
+View = Annotated[
+    Literal["wide"] | None,
+    Query(description="`wide`: add each record's `usage` (RTMANAGER_ENGINE_USAGE)"),
+]
+
+
 def _record(result: OperationResult, deps: ApiDeps) -> RuntimeRecord:
     assert result.record is not None  # REST operations always leave a record
     return RuntimeRecord.of(result.record, with_quarantine=bool(deps.settings.auto_restart))
@@ -106,18 +113,23 @@ def runtimes_router() -> APIRouter:
                 "(RTMANAGER_AUTO_RESTART; nothing is quarantined while it is off)"
             ),
         ] = None,
+        view: View = None,
     ) -> RuntimeList:
         """Every runtime record, by game_id."""
         rows = await deps.records.list_records(status and status.value, quarantined=quarantined)
-        return RuntimeList.of(rows, with_quarantine=bool(deps.settings.auto_restart))
+        usages = await deps.usages.usages([r.game_id for r in rows]) if view else None
+        return RuntimeList.of(rows, with_quarantine=bool(deps.settings.auto_restart), usages=usages)
 
     @router.get("/{game_id}", response_model=RuntimeRecord, responses=error_responses(NotFound))
-    async def get_runtime(game_id: GameId, deps: Deps) -> RuntimeRecord:
+    async def get_runtime(game_id: GameId, deps: Deps, view: View = None) -> RuntimeRecord:
         """One game's runtime record."""
         row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
             raise NotFound(f"no runtime for game {game_id}")
-        return RuntimeRecord.of(row, with_quarantine=bool(deps.settings.auto_restart))
+        record = RuntimeRecord.of(row, with_quarantine=bool(deps.settings.auto_restart))
+        if view:
+            record = record.wide(row, (await deps.usages.usages([row.game_id])).get(row.game_id))
+        return record
 
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(

@@ -14,12 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+)
 
 from rtm_core.domain.records import OperationLogEntry
 from rtm_core.domain.records import RuntimeRecord as RuntimeRecordRow
+from rtm_core.domain.usage import EngineUsage, usage_of
 from rtm_core.domain.vocabulary import StopReason
 
 RFC3339_EXAMPLE = "2026-04-28T07:18:54Z"
@@ -41,6 +50,16 @@ Timestamp = Annotated[
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class Usage(_Out):
+    """The engine's latest usage sample (issue 13; RTMANAGER_ENGINE_USAGE=on)."""
+
+    cpu_percent: float = Field(description="Percent of one CPU between the last two samples")
+    memory_bytes: int = Field(description="Memory in use, reclaimable page cache left out")
+    memory_limit_bytes: int
+    restart_count: int
+    sampled_at: Timestamp
 
 
 class RuntimeRecord(_Out):
@@ -68,6 +87,24 @@ class RuntimeRecord(_Out):
         ),
     )
 
+    usage: Usage | None = Field(
+        default=None,
+        description=(
+            "Present only with `?view=wide`: the running engine's latest usage sample, "
+            "null when there is none (not running, not sampled yet, or "
+            "RTMANAGER_ENGINE_USAGE=off)"
+        ),
+    )
+
+    # No return annotation: pydantic would document the record as that type.
+    @model_serializer(mode="wrap")
+    def _narrow_without_usage(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        """`usage` is a key only of the wide view (`wide()` sets it, null or not)."""
+        out: dict[str, Any] = handler(self)
+        if "usage" not in self.model_fields_set:
+            out.pop("usage", None)
+        return out
+
     @classmethod
     def of(cls, row: RuntimeRecordRow, *, with_quarantine: bool = False) -> Self:
         record = cls.model_validate(row)
@@ -75,13 +112,29 @@ class RuntimeRecord(_Out):
             return record.model_copy(update={"quarantined": row.quarantined})
         return record.model_copy(update={"quarantined": None})
 
+    def wide(self, row: RuntimeRecordRow, usage: EngineUsage | None) -> Self:
+        """The wide view: `usage` set, to null when there is no current sample."""
+        current = usage_of(row, usage)
+        return self.model_copy(
+            update={"usage": None if current is None else Usage.model_validate(current)}
+        )
+
 
 class RuntimeList(_Out):
     items: list[RuntimeRecord]
 
     @classmethod
-    def of(cls, rows: Sequence[RuntimeRecordRow], *, with_quarantine: bool = False) -> Self:
-        return cls(items=[RuntimeRecord.of(r, with_quarantine=with_quarantine) for r in rows])
+    def of(
+        cls,
+        rows: Sequence[RuntimeRecordRow],
+        *,
+        with_quarantine: bool = False,
+        usages: dict[str, EngineUsage] | None = None,
+    ) -> Self:
+        items = [RuntimeRecord.of(r, with_quarantine=with_quarantine) for r in rows]
+        if usages is not None:
+            items = [i.wide(r, usages.get(r.game_id)) for i, r in zip(items, rows, strict=True)]
+        return cls(items=items)
 
 
 class Operation(_Out):
