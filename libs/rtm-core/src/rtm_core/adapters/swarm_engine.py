@@ -321,11 +321,17 @@ class SwarmEngine:
         service = await self._service(ref)
         if service is None:
             return await self._containers.usage(ref, instant=instant)  # a pre-swarm container
-        task = current_task(await self._tasks([str(service["ID"])]))
+        tasks = await self._tasks([str(service["ID"])])
+        task = current_task(tasks)
         container_id = task_container_id(task)
         if task is None or not container_id or task.get("NodeID") != await self.own_node_id():
             return None
-        return await self._containers.usage(container_id, instant=instant)
+        reading = await self._containers.usage(container_id, instant=instant)
+        if reading is None:
+            return None
+        # The game's restarts are its service's tasks, as `inspect` counts them.
+        info = info_from_service(service, tasks, await self._nodes(), self.network)
+        return dataclasses.replace(reading, restart_count=info.restart_count)
 
     async def stop(self, ref: str, timeout: int) -> None:
         """Scale to 0 and wait for the task to end. The task's grace is the one it
