@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from rtm_core.domain.vocabulary import HealthEventType
 
@@ -36,6 +38,30 @@ def operation_context(game_id: str, op_kind: str) -> Iterator[None]:
 def current_operation() -> tuple[str | None, str | None]:
     """(game_id, op_kind) of the operation this task runs in, if any."""
     return _game_id.get(), _op_kind.get()
+
+
+#: Trace context across the streams (issue 13): W3C `traceparent` in a field of
+#: the entry, as HTTP carries it in a header.
+_W3C = TraceContextTextMapPropagator()
+
+
+def remote_parent(traceparent: str) -> Context | None:
+    """The context a job entry's `traceparent` names, to parent the job's span;
+    None when there is none or it is not valid W3C (ignored, as the spec says)."""
+    if not traceparent:
+        return None
+    context = _W3C.extract({"traceparent": traceparent})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def current_traceparent() -> str:
+    """The current span's `traceparent`, for an entry RTM writes; empty when no
+    span records (no tracer provider installed)."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 #: Bucket bounds, in seconds, of the latency histograms. The SDK's default
