@@ -33,6 +33,11 @@ from rtm_watcher.cycle import running_records
 
 log = logging.getLogger(__name__)
 
+#: Docker's stats collector answers reads one after the other (~0.1 s each on a
+#: loaded host), so a pass over a large fleet outlasts the inspect interval:
+#: the loop is wedged only once it missed three of these.
+LIVENESS_FLOOR_SECONDS = 120.0
+
 
 class UsageSampler(PeriodicLoop):
     name = "usage_sampler"
@@ -40,6 +45,7 @@ class UsageSampler(PeriodicLoop):
     def __init__(self, deps: WatcherDeps) -> None:
         super().__init__(deps.loops)
         self.interval = deps.settings.inspect_interval
+        self.liveness_interval = max(self.interval, LIVENESS_FLOOR_SECONDS)
         self._deps = deps
         self._per_game = bool(deps.settings.engine_usage_per_game_label)
         self._concurrency = deps.settings.engine_usage_concurrency
