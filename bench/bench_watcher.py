@@ -18,6 +18,11 @@
     the probe timeout: the cycle then lasts about one timeout, and the
     healthy engines' probe latency shows whether the slow ones delayed them.
 
+(c) `usage` (issue 13): one usage-sampler pass over N real engines, the
+    first (slow reads: the daemon takes its own second CPU sample) and the
+    following ones (one-shot stats + inspect), each ending with its one
+    PostgreSQL write. Target: a pass within one inspect interval (30 s).
+
 Needs what the tests need: PostgreSQL (`RTM_TEST_POSTGRES_DSN`), Redis
 (`RTM_TEST_REDIS_ADDR`), Docker and the test-engine images; `benchkit`
 makes a database, network and stack label per scenario and removes them.
@@ -38,7 +43,7 @@ from typing import Any
 
 import aiodocker
 import httpx
-from benchkit import IMAGE, BenchRig, bench_core
+from benchkit import IMAGE, BenchRig, bench_core, bounded
 from sqlalchemy import insert
 
 from rtm_core.adapters.postgres.tables import HealthSnapshotRow, RuntimeRecordRow
@@ -47,6 +52,7 @@ from rtm_core.settings import Settings
 from rtm_watcher.bootstrap import WatcherDeps, bootstrap
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.probe_worker import ProbeWorker
+from rtm_watcher.usage_sampler import UsageSampler
 
 KILL_TARGET_S = 1.0
 PROBE_INTERVAL_S = 15.0
@@ -243,6 +249,43 @@ async def bench_probes(engines: int, cycles: int, slow_count: int, concurrency: 
     print(f"  target: within one {PROBE_INTERVAL_S:.0f} s interval, under one core: {verdict}")
 
 
+async def bench_usage(engines: int, cycles: int) -> None:
+    print(f"(c) usage-sampler pass over {engines} real engines, {cycles} passes after the first")
+    async with bench_core() as rig:
+        await bounded(
+            8,
+            [rig.lifecycle.start(f"usage-{i}", IMAGE, OpSource.GM_REST) for i in range(engines)],
+        )
+        sampler = UsageSampler(watcher_deps(rig))
+        wall0 = time.perf_counter()
+        await sampler.run_once()
+        first = time.perf_counter() - wall0
+        walls, cpus = [], []
+        for _ in range(cycles):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            await sampler.run_once()
+            walls.append(time.perf_counter() - wall0)
+            cpus.append(time.process_time() - cpu0)
+        stored = await rig.repos.usages([f"usage-{i}" for i in range(engines)])
+    wall = statistics.median(walls)
+    print(f"  first pass (slow reads): {first:.2f} s")
+    print(
+        f"  later passes (one-shot): median {wall:.2f} s (min {min(walls):.2f}, max "
+        f"{max(walls):.2f}), {wall / engines * 1000:.0f} ms per engine at concurrency "
+        f"{Settings.model_fields['engine_usage_concurrency'].default}; CPU of this process "
+        f"median {statistics.median(cpus):.2f} s per pass"
+    )
+    memory = sorted(u.memory_bytes for u in stored.values())
+    print(
+        f"  samples stored: {len(stored)}/{engines}; memory median "
+        f"{memory[len(memory) // 2] / 2**20:.2f} MiB"
+        if memory
+        else "  no samples stored"
+    )
+    verdict = "OK" if wall <= 30.0 else "MISSED"
+    print(f"  target: a pass within one 30 s inspect interval: {verdict}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=10)
@@ -252,7 +295,8 @@ async def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=Settings.model_fields["probe_concurrency"].default
     )
-    parser.add_argument("--only", choices=["kill", "probe"])
+    parser.add_argument("--usage-engines", type=int, default=20)
+    parser.add_argument("--only", choices=["kill", "probe", "usage"])
     args = parser.parse_args()
     if args.only in (None, "kill"):
         await bench_kills(args.kills)
@@ -260,6 +304,8 @@ async def main() -> None:
         await bench_probes(args.engines, args.cycles, 0, args.concurrency)
         if args.slow:
             await bench_probes(args.engines, args.cycles, args.slow, args.concurrency)
+    if args.only in (None, "usage"):
+        await bench_usage(args.usage_engines, args.cycles)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from typing import Any
 import aiodocker
 import pytest
 from harness import fresh_database
+from opentelemetry.sdk.trace import ReadableSpan
 from redis.asyncio import Redis
 from rig import Rig
+from tracing import SpanCapture, install
 
 from rtm_core.adapters.redis.client import redis_client
 from rtm_core.observability import Metrics
@@ -36,6 +38,19 @@ ENGINE = "galaxy/test-engine"
 
 def _unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def span_capture() -> SpanCapture:
+    """A recording tracer provider for the session, as every RTM process has one."""
+    return install()
+
+
+@pytest.fixture
+def finished_spans(span_capture: SpanCapture) -> Iterator[list[ReadableSpan]]:
+    """Spans that end while the test runs (RTM's own tracer, in process)."""
+    with span_capture.capturing() as spans:
+        yield spans
 
 
 @pytest.fixture(scope="session")

@@ -132,3 +132,21 @@ def test_units() -> None:
     for bad in ("", "5x", "-1s", "0"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_engine_usage_is_off_by_default_and_per_game_when_on(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    for key, value in REFERENCE_ENV.items():
+        clean_env.setenv(key, value)
+    s = load_settings()
+    assert not s.engine_usage and s.engine_usage_per_game_label and s.engine_usage_concurrency == 16
+    clean_env.setenv("RTMANAGER_ENGINE_USAGE", "on")
+    clean_env.setenv("RTMANAGER_ENGINE_USAGE_PER_GAME_LABEL", "off")
+    clean_env.setenv("RTMANAGER_ENGINE_USAGE_CONCURRENCY", "4")
+    s = load_settings()
+    assert s.engine_usage and not s.engine_usage_per_game_label
+    assert s.engine_usage_concurrency == 4
+    clean_env.setenv("RTMANAGER_ENGINE_USAGE", "sometimes")
+    with pytest.raises(SettingsError, match="RTMANAGER_ENGINE_USAGE"):
+        load_settings()

@@ -159,8 +159,9 @@ def result(**fields: str) -> JobResult:
 )
 def test_job_results_of_001_are_encoded_field_for_field(entry: dict[str, str]) -> None:
     encoded = result(**entry).fields()
-    assert encoded == entry
-    assert list(encoded) == list(entry)  # the order of 001
+    # 001's fields in 001's order, then issue 13's additive trace context.
+    assert encoded == {**entry, "traceparent": ""}
+    assert list(encoded) == [*entry, "traceparent"]
 
 
 def test_every_job_result_field_is_always_given() -> None:
@@ -237,8 +238,15 @@ def test_health_events_of_001_are_encoded_field_for_field(event_type: HealthEven
         "event_type": event_type.value,
         "occurred_at_ms": str(AT_MS),
         "details": wire,
+        "traceparent": "",  # issue 13, additive: set by the publisher's span
     }
-    assert list(encoded) == ["game_id", "container_id", "event_type", "occurred_at_ms", "details"]
+    assert list(encoded)[:5] == [
+        "game_id",
+        "container_id",
+        "event_type",
+        "occurred_at_ms",
+        "details",
+    ]
 
 
 def test_details_keys_take_the_contract_order_whatever_order_they_are_given_in() -> None:
@@ -376,3 +384,13 @@ def test_no_other_error_notifies() -> None:
     (error,) = caught.value.errors()
     assert error["loc"] == ("error_code",)
     assert "only image_pull_failed, container_start_failed, start_config_invalid" in error["msg"]
+
+
+def test_a_jobs_traceparent_is_optional_and_kept_as_written() -> None:
+    """Issue 13: absent (every 001 job) it is empty and not written back; given,
+    it is kept as text, never judged (a bad one only starts a new trace)."""
+    raw = {b"game_id": b"g", b"reason": b"timeout", b"requested_at_ms": b"5"}
+    assert StopJob.decode(raw).producer_trace == ""
+    traced = StopJob.decode({**raw, b"traceparent": b"00-abc"})
+    assert traced.producer_trace == "00-abc"
+    assert list(traced.fields()) == ["game_id", "reason", "requested_at_ms", "traceparent"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from harness import stream_entries, wait_for
 from redis.asyncio import Redis
 
@@ -18,7 +20,20 @@ RESULT_FIELDS = [
     "engine_endpoint",
     "error_code",
     "error_message",
+    # Issue 13, additive: the trace context of the job's span.
+    "traceparent",
 ]
+#: W3C trace context: version 00, trace id, parent (span) id, flags.
+TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def untraced(entry: dict[str, str]) -> dict[str, str]:
+    """The entry without its `traceparent`, which must be a valid W3C one (RTM
+    writes one on every result and health event while it records traces)."""
+    rest = dict(entry)
+    traceparent = rest.pop("traceparent", "")
+    assert TRACEPARENT.match(traceparent), f"not a W3C traceparent: {traceparent!r}"
+    return rest
 
 
 async def start_job(redis: Redis, settings: Settings, game_id: str, image_ref: str = V100) -> str:

@@ -20,15 +20,15 @@ def test_committed_document_is_the_generated_one() -> None:
     )
 
 
-def _payload_fields(doc: dict, channel: str) -> list[str]:
+def _payload_fields(doc: dict, channel: str, optional: tuple[str, ...] = ()) -> list[str]:
     (message,) = doc["channels"][channel]["messages"].values()
     name = message["$ref"].rsplit("/", 1)[-1]
     schema_ref = doc["components"]["messages"][name]["payload"]["$ref"]
     schema = doc["components"]["schemas"][schema_ref.rsplit("/", 1)[-1]]
-    # Every field is always present; `required` keeps the wire order (the
-    # document's keys are sorted).
-    assert sorted(schema["required"]) == sorted(schema["properties"])
-    return list(schema["required"])
+    # Every field but a job's optional ones is always present; `required` keeps
+    # the wire order (the document's keys are sorted); optional ones come last.
+    assert sorted([*schema["required"], *optional]) == sorted(schema["properties"])
+    return [*schema["required"], *optional]
 
 
 def test_every_stream_is_documented_with_exactly_its_wire_fields() -> None:
@@ -50,10 +50,12 @@ def test_every_stream_is_documented_with_exactly_its_wire_fields() -> None:
     assert actions["runtime:dead_letter"] == "send"
 
     # What the consumers read and what rtm_core.domain.wire writes, field for field.
-    assert _payload_fields(doc, "runtime:start_jobs") == list(START_JOBS.fields)
-    assert _payload_fields(doc, "runtime:stop_jobs") == list(STOP_JOBS.fields)
-    assert START_JOBS.fields == ("game_id", "image_ref", "requested_at_ms")
-    assert STOP_JOBS.fields == ("game_id", "reason", "requested_at_ms")
+    # Issue 13: a job may carry a `traceparent`; results and events always do.
+    optional = ("traceparent",)
+    assert _payload_fields(doc, "runtime:start_jobs", optional) == list(START_JOBS.fields)
+    assert _payload_fields(doc, "runtime:stop_jobs", optional) == list(STOP_JOBS.fields)
+    assert START_JOBS.fields == ("game_id", "image_ref", "requested_at_ms", "traceparent")
+    assert STOP_JOBS.fields == ("game_id", "reason", "requested_at_ms", "traceparent")
     result = JobResult(
         game_id="g",
         outcome=Outcome.SUCCESS,

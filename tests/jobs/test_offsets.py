@@ -31,7 +31,8 @@ async def test_complete_publishes_acks_and_advances_together(redis: Redis) -> No
         "error_message": "",
     }
     await state.complete(second, results_stream=results, result=JobResult(**fields), maxlen=1000)
-    assert [f for _, f in await redis.xrange(results)] == [fields]
+    # The result as given (issue 13's `traceparent` is the consumer's to stamp).
+    assert [f for _, f in await redis.xrange(results)] == [fields | {"traceparent": ""}]
     assert (await redis.xpending(stream, "g"))["pending"] == 1
     assert await redis.get(offset_key) is None
 

@@ -48,6 +48,8 @@ REQUIRED_PANELS = [
     ("probe latency", ["probe latency"], "rtmanager_probe_latency_seconds_bucket"),
     ("leader per role", ["leader"], "rtmanager_leader"),
     ("loop age per worker", ["loop age"], "rtmanager_loop_age_seconds"),
+    ("top engines by memory", ["top engines", "memory"], "rtmanager_engine_memory_bytes"),
+    ("top engines by cpu", ["top engines", "cpu"], "rtmanager_engine_cpu_percent"),
 ]
 
 

@@ -98,7 +98,7 @@ async def settings(make_settings: Callable[..., Settings], database_dsn: str) ->
     conn = await asyncpg.connect(database_dsn.split("?", 1)[0])
     await conn.execute(
         "TRUNCATE rtmanager.runtime_records, rtmanager.operation_log,"
-        " rtmanager.health_snapshots, rtmanager.game_fences"
+        " rtmanager.health_snapshots, rtmanager.game_fences, rtmanager.engine_usage"
     )
     await conn.close()
     return make_settings()

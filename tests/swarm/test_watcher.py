@@ -4,7 +4,8 @@ Same functions, this directory's fixtures, the watcher suite's short intervals.
 The events arrive through `SwarmEngine.events()`: on this one-node swarm
 they are the manager's own container events with the service id as the
 id (OOM included); the task-transition path for other nodes is exercised
-by tests/swarm/multinode.py. Not run here:
+by tests/swarm/multinode.py. The usage sampler reads the task's container on
+the manager's own node (the only one whose stats a manager serves). Not run here:
 
 - the rising-restart-count test: it makes Docker restart a task container by
   hand, which Swarm's agent fights (restarts are Swarm's or RTM's business);
@@ -36,6 +37,9 @@ from watcher.test_inspect_worker import (  # noqa: F401
     test_a_healthy_engine_only_updates_its_snapshot,
     test_an_exit_rtm_announced_is_not_reported,
     test_an_exited_engine_is_reported_once_across_leaders,
+)
+from watcher.test_usage_sampler import (  # noqa: F401
+    test_a_running_engine_gets_its_usage_persisted_and_exported,
 )
 
 from rtm_core.settings import Settings

@@ -47,6 +47,7 @@ from rtm_core.domain.records import (
     RecordKey,
     RuntimeRecord,
 )
+from rtm_core.domain.usage import CpuTimes, EngineUsage, UsageReading
 from rtm_core.domain.vocabulary import (
     LABEL_GAME_ID,
     LABEL_IMAGE_REF,
@@ -117,6 +118,14 @@ class FakeEngineRuntime:
         self.output: dict[str, list[str]] = {}
         self.unreadable_logs: set[str] = set()
         self._said = asyncio.Condition()
+        #: What each running container uses: CPU nanoseconds so far, memory bytes.
+        self.cpu_ns: dict[str, int] = {}
+        self.memory: dict[str, int] = {}
+        #: The host's CPU clock (nanoseconds), moved by `burn`.
+        self.system_ns = 1_000_000_000_000
+        self.online_cpus = 2
+        #: `usage` calls, as (ref, instant).
+        self.usage_reads: list[tuple[str, bool]] = []
 
     # scripting -------------------------------------------------------------
 
@@ -124,7 +133,7 @@ class FakeEngineRuntime:
         """Make the next `times` calls of `op` raise `error`.
 
         Ops: ping, network, inspect (also the image lookup), pull, create,
-        start, stop, remove, list, events.
+        start, stop, remove, list, events, stats.
         """
         self._failures.setdefault(op, []).extend([error] * times)
 
@@ -194,6 +203,13 @@ class FakeEngineRuntime:
     def vanish(self, container_id: str) -> None:
         """Someone removed the container behind RTM's back."""
         del self.containers[container_id]
+
+    def burn(self, container_id: str, cpu_ns: int, *, host_ns: int, memory: int) -> None:
+        """The engine uses `cpu_ns` of CPU while the host's clock moves `host_ns`
+        (summed over its CPUs), and now holds `memory` bytes."""
+        self.cpu_ns[container_id] = self.cpu_ns.get(container_id, 0) + cpu_ns
+        self.system_ns += host_ns
+        self.memory[container_id] = memory
 
     def emit(self, event: EngineEvent) -> None:
         self._events.put_nowait(event)
@@ -315,6 +331,23 @@ class FakeEngineRuntime:
             raise LogsNotReadable(f"the log driver of container {ref} cannot be read back")
         return FakeEngineLogs(self, info.id, tail, follow)
 
+    async def usage(self, ref: str, *, instant: bool = True) -> UsageReading | None:
+        """The engine's counters now; a slow read (`instant=False`) also gives an
+        earlier sample, at zero: its CPU rate is then its whole life's."""
+        self.usage_reads.append((ref, instant))
+        self._check("stats")
+        info = self._find(ref)
+        if info is None or info.state != "running":
+            return None
+        cpu = CpuTimes(self.cpu_ns.get(info.id, 0), self.system_ns, self.online_cpus)
+        return UsageReading(
+            cpu=cpu,
+            memory_bytes=self.memory.get(info.id, 0),
+            memory_limit_bytes=(s.memory if (s := self.specs.get(info.id)) else 0),
+            restart_count=info.restart_count,
+            pre_cpu=None if instant else CpuTimes(0, 0, self.online_cpus),
+        )
+
     # internals -------------------------------------------------------------
 
     def _check(self, op: str) -> None:
@@ -385,6 +418,7 @@ class FakeRepositories:
         self.fences: dict[str, GameFence] = {}
         self.crash: dict[str, CrashHistory] = {}
         self.patches: dict[str, PatchProgress] = {}
+        self.usage: dict[str, EngineUsage] = {}
         #: Raised, one per call, by the next commits (the database went away).
         self.commit_failures: list[BaseException] = []
         self._ids = itertools.count(1)
@@ -547,6 +581,15 @@ class FakeRepositories:
 
     async def delete_patch_progress(self, game_id: str) -> None:
         self.patches.pop(game_id, None)
+
+    # engine_usage (issue 13) -------------------------------------------------
+
+    async def save_usages(self, usages: Sequence[EngineUsage], *, keep: Sequence[str]) -> None:
+        self.usage = {g: u for g, u in self.usage.items() if g in set(keep)}
+        self.usage.update({u.game_id: u for u in usages})
+
+    async def usages(self, game_ids: Sequence[str]) -> dict[str, EngineUsage]:
+        return {g: self.usage[g] for g in game_ids if g in self.usage}
 
 
 class FakeLeaseGrant:

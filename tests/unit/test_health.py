@@ -48,6 +48,7 @@ async def test_report_publishes_the_event_and_updates_the_snapshot(
         "event_type": event_type.value,
         "occurred_at_ms": str(AT_MS),
         "details": fields["details"],
+        "traceparent": "",
     }
     assert json.loads(fields["details"]) == details
     snapshot = await fakes.repos.get_snapshot(GAME)

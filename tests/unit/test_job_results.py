@@ -16,7 +16,16 @@ from rtm_jobs.jobs import START_JOBS, STOP_JOBS, job_result
 from unit.fakes import Fakes
 from unit.helpers import GAME, LOBBY, MISSING, V100, V101
 
-FIELDS = ["game_id", "outcome", "container_id", "engine_endpoint", "error_code", "error_message"]
+FIELDS = [
+    "game_id",
+    "outcome",
+    "container_id",
+    "engine_endpoint",
+    "error_code",
+    "error_message",
+    # Issue 13, additive: the job span's trace context (empty: no tracer in this tier).
+    "traceparent",
+]
 RECORD = RuntimeRecord(
     game_id=GAME,
     status="running",
@@ -41,6 +50,7 @@ def test_a_done_job_is_a_success_with_the_records_container_and_endpoint() -> No
         "engine_endpoint": f"http://galaxy-game-{GAME}:8080",
         "error_code": "",
         "error_message": "",
+        "traceparent": "",
     }
 
 
@@ -69,6 +79,7 @@ def test_an_rtm_error_is_a_failure_with_its_spec_code(error: type[RtmError]) -> 
         "engine_endpoint": "",
         "error_code": error.code,
         "error_message": "what went wrong",
+        "traceparent": "",
     }
 
 
@@ -124,6 +135,7 @@ async def test_stream_jobs_over_the_lifecycle_get_the_results_lobby_reads(
         "engine_endpoint": f"http://galaxy-game-{GAME}:8080",
         "error_code": "",
         "error_message": "",
+        "traceparent": "",
     }
     again = job_result(GAME, await _outcome(lifecycle.start(GAME, V100, LOBBY)))
     assert (again.fields()["error_code"], again.fields()["container_id"]) == (

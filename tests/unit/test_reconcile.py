@@ -52,6 +52,7 @@ async def test_dispose_a_running_record_whose_container_is_gone(
         "event_type": "container_disappeared",
         "occurred_at_ms": str(event.occurred_at_ms),
         "details": "{}",
+        "traceparent": "",
     }
     snapshot = await fakes.repos.get_snapshot(GAME)
     assert snapshot is not None and snapshot.status == "container_disappeared"

@@ -91,6 +91,7 @@ def api(lifecycle: Lifecycle, fakes: Fakes) -> httpx.AsyncClient:
             snapshots=fakes.repos,
             health_events=FakeHealthEventLog(),
             followers=Followers(fakes.settings.api_max_followers),
+            usages=fakes.repos,
         ),
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rtm-api")

@@ -50,6 +50,7 @@ async def client(
             snapshots=fakes.repos,
             health_events=FakeHealthEventLog(),
             followers=followers,
+            usages=fakes.repos,
         ),
     )
     transport = httpx.ASGITransport(app=app)

@@ -91,6 +91,7 @@ async def test_fresh_start_runs_a_labelled_engine_and_records_it(
         "event_type": "container_started",
         "occurred_at_ms": str(event.occurred_at_ms),
         "details": json.dumps({"image_ref": V100}, separators=(",", ":")),
+        "traceparent": "",
     }
     snapshot = await fakes.repos.get_snapshot(GAME)
     assert snapshot is not None

@@ -51,7 +51,8 @@ async def settings(
     """Overrides the shared fixture: this suite's database, short intervals."""
     conn = await asyncpg.connect(watcher_dsn.split("?", 1)[0])
     await conn.execute(
-        "TRUNCATE rtmanager.runtime_records, rtmanager.operation_log, rtmanager.health_snapshots"
+        "TRUNCATE rtmanager.runtime_records, rtmanager.operation_log, rtmanager.health_snapshots,"
+        " rtmanager.engine_usage"
     )
     await conn.close()
     settings = make_settings(postgres_primary_dsn=watcher_dsn, **WATCHER_SETTINGS)

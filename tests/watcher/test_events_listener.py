@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ async def test_a_nonzero_exit_is_container_exited_once(
     assert event["container_id"] == container_id
     assert event["details"] == {"exit_code": 3, "oom": False}
     assert before_ms <= int(event["occurred_at_ms"]) <= time.time_ns() // 1_000_000
+    # Issue 13: the listener's publish span, as W3C trace context.
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", event["traceparent"])
     snapshot = await core.repos.get_snapshot(game_id)
     assert snapshot is not None
     assert (snapshot.status, snapshot.source) == ("container_exited", "docker_event")

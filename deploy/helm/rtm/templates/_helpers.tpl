@@ -139,6 +139,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $cfg "RTMANAGER_START_READY_TIMEOUT" .startWaitReady.timeout -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.engineUsage -}}
+{{- if .enabled -}}
+{{- $_ := set $cfg "RTMANAGER_ENGINE_USAGE" "on" -}}
+{{- $_ := set $cfg "RTMANAGER_ENGINE_USAGE_CONCURRENCY" (toString .concurrency) -}}
+{{- $_ := set $cfg "RTMANAGER_ENGINE_USAGE_PER_GAME_LABEL" (ternary "on" "off" .perGameLabel) -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.metrics.enabled -}}
 {{- $_ := set $cfg "OTEL_METRICS_EXPORTER" "prometheus" -}}
 {{- $_ := set $cfg "OTEL_EXPORTER_PROMETHEUS_HOST" "0.0.0.0" -}}

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from rtm_core.domain.vocabulary import HealthEventType
 
@@ -36,6 +38,30 @@ def operation_context(game_id: str, op_kind: str) -> Iterator[None]:
 def current_operation() -> tuple[str | None, str | None]:
     """(game_id, op_kind) of the operation this task runs in, if any."""
     return _game_id.get(), _op_kind.get()
+
+
+#: Trace context across the streams (issue 13): W3C `traceparent` in a field of
+#: the entry, as HTTP carries it in a header.
+_W3C = TraceContextTextMapPropagator()
+
+
+def remote_parent(traceparent: str) -> Context | None:
+    """The context a job entry's `traceparent` names, to parent the job's span;
+    None when there is none or it is not valid W3C (ignored, as the spec says)."""
+    if not traceparent:
+        return None
+    context = _W3C.extract({"traceparent": traceparent})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def current_traceparent() -> str:
+    """The current span's `traceparent`, for an entry RTM writes; empty when no
+    span records (no tracer provider installed)."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 #: Bucket bounds, in seconds, of the latency histograms. The SDK's default
@@ -66,6 +92,16 @@ class GaugeValues:
     def set(self, value: float, **attributes: str) -> None:
         with self._lock:
             self._values[tuple(sorted(attributes.items()))] = value
+
+    def replace(self, values: Iterable[tuple[float, dict[str, str]]]) -> None:
+        """Exactly these series from now on (a pass that sees every one of them)."""
+        fresh = {tuple(sorted(attrs.items())): value for value, attrs in values}
+        with self._lock:
+            self._values = fresh
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values = {}
 
     def discard(self, **attributes: str) -> None:
         with self._lock:
@@ -100,6 +136,8 @@ class Metrics:
         self.loop_age = GaugeValues()
         self.games_in_backoff = GaugeValues()
         self.games_quarantined = GaugeValues()
+        self.engine_cpu_percent = GaugeValues()
+        self.engine_memory_bytes = GaugeValues()
         m.create_observable_gauge(
             "rtmanager.runtime_records_by_status",
             [self.records_by_status.callback],
@@ -137,6 +175,20 @@ class Metrics:
             "rtmanager.games_quarantined",
             [self.games_quarantined.callback],
             description="Games quarantined by the crash-loop policy (no automatic restarts)",
+        )
+        # Issue 13 (RTMANAGER_ENGINE_USAGE=on): set by the watcher leader's usage
+        # sampler, per `game_id` (or one fleet total each, per-game label off).
+        # No unit: the names already say it (`_percent`, `_bytes`), and the
+        # exporter would append one again.
+        m.create_observable_gauge(
+            "rtmanager.engine_cpu_percent",
+            [self.engine_cpu_percent.callback],
+            description="CPU an engine used between its last two samples, percent of one CPU",
+        )
+        m.create_observable_gauge(
+            "rtmanager.engine_memory_bytes",
+            [self.engine_memory_bytes.callback],
+            description="Memory an engine uses without reclaimable page cache, bytes",
         )
         self.docker_op_latency = m.create_histogram(
             "rtmanager.docker_op_latency",

@@ -14,6 +14,7 @@ in-memory fake in `tests/unit/fakes.py`:
     EngineProbe        adapters.engine_probe.EngineProbe           engines' /healthz
     HealthEventFeed    adapters.redis.health_feed.HealthEventFeed  Redis stream (group)
     HealthEventLog     adapters.redis.health_log.HealthEventLog    Redis stream (reads)
+    EngineUsages       (part of Repositories)                      PostgreSQL
     Clock              a function returning an aware UTC datetime
 
 Errors cross a port as `rtm_core.domain.errors.RtmError` subclasses only: an
@@ -38,6 +39,7 @@ from rtm_core.domain.records import (
     RecordKey,
     RuntimeRecord,
 )
+from rtm_core.domain.usage import EngineUsage, UsageReading
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
 from rtm_core.settings import PullPolicy
 
@@ -84,6 +86,12 @@ class EngineRuntime(Protocol):
         lines (None: all) from `since` on, then, with `follow`, what it prints until
         it stops. None when there is no such engine; LogsNotReadable when its log
         driver keeps nothing to read back. Errors surface here, before any output."""
+
+    async def usage(self, ref: str, *, instant: bool = True) -> UsageReading | None:
+        """CPU times, memory and restart count of a running engine (issue 13); None
+        when it is gone, not running, or out of this runtime's sight (a Swarm task
+        on another node). `instant=False` lets the daemon take its own second CPU
+        sample (a second or two), so that one reading already tells CPU."""
 
 
 class EngineLogs(Protocol):
@@ -183,8 +191,25 @@ class PatchProgresses(Protocol):
     async def delete_patch_progress(self, game_id: str) -> None: ...
 
 
+class EngineUsages(Protocol):
+    """The latest usage sample per game (`engine_usage`, issue 13)."""
+
+    async def save_usages(self, usages: Sequence[EngineUsage], *, keep: Sequence[str]) -> None:
+        """Upsert `usages` and drop the samples of games not in `keep`, in one
+        transaction (one watcher pass)."""
+
+    async def usages(self, game_ids: Sequence[str]) -> dict[str, EngineUsage]:
+        """The stored samples of these games (absent: never sampled)."""
+
+
 class Repositories(
-    RuntimeRecords, OperationLog, HealthSnapshots, CrashHistories, PatchProgresses, Protocol
+    RuntimeRecords,
+    OperationLog,
+    HealthSnapshots,
+    CrashHistories,
+    PatchProgresses,
+    EngineUsages,
+    Protocol,
 ):
     """The tables behind one transaction boundary."""
 

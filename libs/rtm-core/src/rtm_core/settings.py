@@ -185,6 +185,16 @@ class Settings(BaseSettings):
     probe_concurrency: int = Field(default=64, gt=0)
     probe_address_mode: ProbeAddressMode = ProbeAddressMode.ENDPOINT
     reconcile_interval: Duration = 300.0
+    #: Issue 13: the watcher samples CPU, memory and restarts of running engines
+    #: every `inspect_interval` (metrics, the REST wide view). Opt-in: a loop of
+    #: its own, and the SPEC counts seven `worker started` lines.
+    engine_usage: Switch = Switch.OFF
+    #: Engines read at once (the daemon's stats collector serves them one after
+    #: the other anyway: a pass costs it ~0.1 s per engine, bench_watcher (c)).
+    engine_usage_concurrency: int = Field(default=16, gt=0)
+    #: `game_id` attribute on the engine usage gauges; off: fleet totals only,
+    #: one series each however many engines run (very large fleets).
+    engine_usage_per_game_label: Switch = Switch.ON
     cleanup_interval: Duration = 3600.0
 
     # Streams

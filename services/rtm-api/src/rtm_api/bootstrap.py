@@ -15,6 +15,7 @@ from rtm_core.adapters.redis.health_log import HealthEventLog as RedisHealthEven
 from rtm_core.lifecycle import Lifecycle
 from rtm_core.ports import (
     EngineRuntime,
+    EngineUsages,
     HealthEventLog,
     HealthSnapshots,
     OperationLog,
@@ -38,6 +39,7 @@ class ApiDeps:
     snapshots: HealthSnapshots
     health_events: HealthEventLog
     followers: Followers
+    usages: EngineUsages
 
 
 def bootstrap(infra: Infrastructure, core: CoreAdapters) -> ApiDeps:
@@ -53,4 +55,5 @@ def bootstrap(infra: Infrastructure, core: CoreAdapters) -> ApiDeps:
             infra.redis, stream=infra.settings.redis_health_events_stream
         ),
         followers=Followers(infra.settings.api_max_followers),
+        usages=core.repos,
     )

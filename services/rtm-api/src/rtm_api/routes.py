@@ -44,6 +44,7 @@ from rtm_core.domain.errors import (
 )
 from rtm_core.domain.records import RecordKey
 from rtm_core.domain.records import RuntimeRecord as RuntimeRecordRow
+from rtm_core.domain.usage import usage_of
 from rtm_core.domain.vocabulary import GAME_ID_RE, OpKind, RuntimeStatus, require_game_id
 from rtm_core.lifecycle import OperationResult
 
@@ -107,22 +108,19 @@ ViewQuery = Annotated[
 ]
 
 
-async def usage_of(deps: ApiDeps, game_ids: Sequence[str]) -> Mapping[str, Usage]:
-    """The engines' last usage samples, by game: where issue 13 §3's sampler plugs
-    in (the watcher's per-engine figures). Until it does, there are none."""
-    del deps, game_ids
-    return {}
-
-
 async def _wide(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
-    usage = await usage_of(deps, [r.game_id for r in rows])
+    """Each record with its engine's last usage sample, when that sample is of
+    the record's current container (the watcher's sampler, RTMANAGER_ENGINE_USAGE)."""
+    samples = await deps.usages.usages([r.game_id for r in rows])
     quarantine = bool(deps.settings.auto_restart)
-    return [
-        RuntimeRecordWide.wide(r, usage.get(r.game_id), with_quarantine=quarantine).model_dump(
-            mode="json"
+    wide = []
+    for row in rows:
+        current = usage_of(row, samples.get(row.game_id))
+        usage = None if current is None else Usage.model_validate(current)
+        wide.append(
+            RuntimeRecordWide.wide(row, usage, with_quarantine=quarantine).model_dump(mode="json")
         )
-        for r in rows
-    ]
+    return wide
 
 
 def _plain(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:

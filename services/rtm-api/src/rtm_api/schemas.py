@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from rtm_core.domain.records import HealthSnapshot as HealthSnapshotRow
 from rtm_core.domain.records import OperationLogEntry
@@ -83,7 +89,12 @@ class RuntimeList(_Out):
     items: list[RuntimeRecord]
 
     @classmethod
-    def of(cls, rows: Sequence[RuntimeRecordRow], *, with_quarantine: bool = False) -> Self:
+    def of(
+        cls,
+        rows: Sequence[RuntimeRecordRow],
+        *,
+        with_quarantine: bool = False,
+    ) -> Self:
         return cls(items=[RuntimeRecord.of(r, with_quarantine=with_quarantine) for r in rows])
 
 

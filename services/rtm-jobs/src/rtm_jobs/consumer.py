@@ -114,7 +114,12 @@ from rtm_core.domain.wire import (
     now_ms,
 )
 from rtm_core.lifecycle import OperationResult
-from rtm_core.observability import operation_context, tracer
+from rtm_core.observability import (
+    current_traceparent,
+    operation_context,
+    remote_parent,
+    tracer,
+)
 from rtm_core.runtime.loops import sleep_until
 from rtm_core.settings import Settings
 from rtm_jobs.bootstrap import JobsDeps
@@ -362,9 +367,12 @@ class JobConsumer:
         self._inflight[entry_id] = task
         task.add_done_callback(lambda _: self._inflight.pop(entry_id, None))
 
-    def _span(self, entry_id: str) -> AbstractContextManager[Span]:
+    def _span(self, entry_id: str, traceparent: str = "") -> AbstractContextManager[Span]:
+        """The job's span: a child of the producer's span when the entry carries a
+        valid `traceparent` (issue 13), else the root of a new trace."""
         return tracer.start_as_current_span(
             f"rtm.job.{self.jobs.label}",
+            context=remote_parent(traceparent),
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "redis",
@@ -375,7 +383,7 @@ class JobConsumer:
 
     async def _job(self, entry_id: str, decoded: Decoded, *, deadline: float) -> None:
         began = time.perf_counter()
-        with self._span(entry_id):
+        with self._span(entry_id, decoded.producer_trace if isinstance(decoded, Job) else ""):
             if isinstance(decoded, PoisonEntry):
                 await self._drop(entry_id, decoded, began)
                 return
@@ -453,7 +461,10 @@ class JobConsumer:
     ) -> bool:
         """The result step, retried through a Redis outage until `deadline`. True
         when this step published the answer; False when it could not (the entry
-        stays pending) or the entry had been answered already."""
+        stays pending) or the entry had been answered already. The result carries
+        the job span's `traceparent`."""
+        if not result.traceparent:
+            result = result.model_copy(update={"traceparent": current_traceparent()})
         delay = RETRY_FIRST_SECONDS
         while True:
             try:
@@ -521,7 +532,10 @@ class JobConsumer:
             dead_lettered_at_ms=now_ms(),
         )
         error = InternalError(f"job given up: {reason}; copied to {stream}")
-        with self._span(entry_id), operation_context(job.game_id, self.jobs.op_kind.value):
+        with (
+            self._span(entry_id, job.producer_trace),
+            operation_context(job.game_id, self.jobs.op_kind.value),
+        ):
             try:
                 published = await self._answer(
                     entry_id,

@@ -1,4 +1,4 @@
-"""What the watcher's three loops use, and nothing more (issue 9: layering).
+"""What the watcher's loops use, and nothing more (issue 9: layering).
 
 The loops see rtm-core through ports: the engine runtime, the records, the
 expected-exit marks and the game leases ("is an operation under way?").
@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from rtm_core.lifecycle.health import HealthReporter
 from rtm_core.observability import Metrics
-from rtm_core.ports import EngineRuntime, ExpectedExits, GameLeases, RuntimeRecords
+from rtm_core.ports import (
+    EngineRuntime,
+    EngineUsages,
+    ExpectedExits,
+    GameLeases,
+    RuntimeRecords,
+)
 from rtm_core.runtime.bootstrap import CoreAdapters, Infrastructure
 from rtm_core.runtime.loops import LoopRegistry
 from rtm_core.settings import Settings
@@ -37,6 +43,8 @@ class WatcherDeps:
     #: operation to commit before it is dropped: one game lease TTL.
     operation_wait: float
     daemon: DaemonWatch
+    #: The usage sampler's store (issue 13).
+    usages: EngineUsages
 
 
 def bootstrap(infra: Infrastructure, core: CoreAdapters) -> WatcherDeps:
@@ -53,4 +61,5 @@ def bootstrap(infra: Infrastructure, core: CoreAdapters) -> WatcherDeps:
         memory=memory,
         operation_wait=core.leases.ttl_seconds,
         daemon=DaemonWatch(memory.claims, memory.outage),
+        usages=core.repos,
     )

@@ -1,5 +1,6 @@
-"""`rtm-watcher`: the events listener, inspect worker and probe worker behind the
-leader lease of role `watcher`, with `/healthz` and `/readyz` on the ops port."""
+"""`rtm-watcher`: the events listener, inspect worker and probe worker (and, with
+RTMANAGER_ENGINE_USAGE=on, the usage sampler) behind the leader lease of role
+`watcher`, with `/healthz` and `/readyz` on the ops port."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rtm_watcher.bootstrap import bootstrap
 from rtm_watcher.events_listener import EventsListener
 from rtm_watcher.inspect_worker import InspectWorker
 from rtm_watcher.probe_worker import ProbeWorker
+from rtm_watcher.usage_sampler import UsageSampler
 
 PROCESS = "rtm-watcher"
 LEADER_ROLE = "watcher"
@@ -22,7 +24,13 @@ LEADER_ROLE = "watcher"
 async def _main(settings: Settings, stop: asyncio.Event) -> None:
     infra = await boot(settings, PROCESS)
     deps = bootstrap(infra, CoreAdapters.over(infra))
-    loops = (EventsListener(deps), InspectWorker(deps), ProbeWorker(deps))
+    loops: list[EventsListener | InspectWorker | ProbeWorker | UsageSampler] = [
+        EventsListener(deps),
+        InspectWorker(deps),
+        ProbeWorker(deps),
+    ]
+    if settings.engine_usage:
+        loops.append(UsageSampler(deps))
     await run_service(
         infra,
         stop,

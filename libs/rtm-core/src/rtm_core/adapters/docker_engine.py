@@ -5,6 +5,10 @@ deployments on one daemon never see each other's containers. Calls are timed
 into `rtmanager.docker_op_latency{op}`; daemon errors become RTM errors here
 and nowhere else.
 
+Usage (issue 13) is one `stats` call per engine (`one-shot`: no second
+sample, the caller computes CPU from two of its own reads) beside an inspect
+for the restart count.
+
 Every call has a deadline (`Deadlines`): a wedged daemon or registry fails the
 operation with its SPEC code instead of holding the game's lease forever.
 Pulls get `RTMANAGER_DOCKER_PULL_TIMEOUT`, stops their SIGTERM grace plus
@@ -42,6 +46,7 @@ from rtm_core.domain.errors import (
     LogsNotReadable,
     RtmError,
 )
+from rtm_core.domain.usage import CpuTimes, UsageReading
 from rtm_core.domain.vocabulary import LABEL_GAME_ID, LABEL_OWNER, LABEL_STACK, OWNER
 from rtm_core.observability import tracer
 from rtm_core.settings import PullPolicy, Settings
@@ -128,6 +133,36 @@ def info_from_list(data: dict[str, Any]) -> ContainerInfo:
         name=names[0].lstrip("/"),
         labels=data.get("Labels") or {},
         state=data.get("State", "unknown"),
+    )
+
+
+def _cpu_times(raw: dict[str, Any] | None) -> CpuTimes | None:
+    raw = raw or {}
+    engine = (raw.get("cpu_usage") or {}).get("total_usage")
+    system = raw.get("system_cpu_usage")
+    if not engine or not system:
+        return None  # a one-shot read's empty `precpu_stats`, or a stopped container
+    online = raw.get("online_cpus") or len((raw.get("cpu_usage") or {}).get("percpu_usage") or [])
+    return CpuTimes(engine_ns=int(engine), system_ns=int(system), online_cpus=int(online or 1))
+
+
+def reading_from_stats(stats: dict[str, Any], restart_count: int) -> UsageReading | None:
+    """`GET /containers/{id}/stats` as a reading; None for a container that is not
+    running (Docker answers zeros for it). Memory as `docker stats` shows it: usage
+    without the inactive page cache (`inactive_file` on cgroup v2,
+    `total_inactive_file` on v1)."""
+    cpu = _cpu_times(stats.get("cpu_stats"))
+    memory = stats.get("memory_stats") or {}
+    if cpu is None or "usage" not in memory:
+        return None
+    detail = memory.get("stats") or {}
+    cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    return UsageReading(
+        cpu=cpu,
+        memory_bytes=max(int(memory["usage"]) - int(cache or 0), 0),
+        memory_limit_bytes=int(memory.get("limit") or 0),
+        restart_count=restart_count,
+        pre_cpu=_cpu_times(stats.get("precpu_stats")),
     )
 
 
@@ -420,6 +455,21 @@ class DockerEngine:
             if exc.status == 409 and "in progress" in exc.message:
                 return  # another remove of the same container is already under way
             raise DockerUnavailable(f"docker remove: {exc.message}") from exc
+
+    async def usage(self, ref: str, *, instant: bool = True) -> UsageReading | None:
+        """One stats read (op `stats`; `one-shot` unless `instant=False`) and the
+        container's restart count from its inspect, side by side."""
+        params = {"stream": "false", "one-shot": "true" if instant else "false"}
+        stats_call = self._docker._query_json(f"containers/{ref}/stats", params=params)
+        try:
+            stats, info = await asyncio.gather(self._timed("stats", stats_call), self.inspect(ref))
+        except DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise DockerUnavailable(f"docker stats: {exc.message}") from exc
+        if info is None or info.state != "running":
+            return None
+        return reading_from_stats(stats, info.restart_count)
 
     async def list_owned(self, game_id: str | None = None) -> list[ContainerInfo]:
         labels = self.owner_filters

@@ -27,6 +27,10 @@ onto a Swarm manager (`RTMANAGER_DOCKER_HOST`):
     open_logs          service logs (`docker service logs`, every node's tasks);
                        a follow ends once no task of the service runs (Swarm's
                        own stream would wait for the next task forever)
+    usage              stats of the task's container when it runs on the
+                       manager itself; None for a task on another node (the
+                       Docker API of a manager serves stats only of its own
+                       containers; docs/scale-out.md)
 
 A game's id (`current_container_id`) is its service id. Containers of this
 stack that are not Swarm tasks (engines started before the deployment
@@ -76,6 +80,7 @@ from rtm_core.adapters.swarm_spec import (
 from rtm_core.adapters.swarm_tasks import TaskTransitions
 from rtm_core.domain.engine import ContainerInfo, ContainerNameInUse, EngineEvent, EngineSpec
 from rtm_core.domain.errors import ContainerStartFailed, DockerUnavailable
+from rtm_core.domain.usage import UsageReading
 from rtm_core.domain.vocabulary import LABEL_GAME_ID
 from rtm_core.settings import PullPolicy, Settings
 
@@ -338,6 +343,25 @@ class SwarmEngine:
             started_at=local.started_at or info.started_at,
             finished_at=local.finished_at if not info.running else None,
         )
+
+    async def usage(self, ref: str, *, instant: bool = True) -> UsageReading | None:
+        """The usage of the service's running task, read from its container where
+        the manager can: its own node. A task on another node is out of sight (a
+        manager's API has no stats of other nodes' containers): None."""
+        service = await self._service(ref)
+        if service is None:
+            return await self._containers.usage(ref, instant=instant)  # a pre-swarm container
+        tasks = await self._tasks([str(service["ID"])])
+        task = current_task(tasks)
+        container_id = task_container_id(task)
+        if task is None or not container_id or task.get("NodeID") != await self.own_node_id():
+            return None
+        reading = await self._containers.usage(container_id, instant=instant)
+        if reading is None:
+            return None
+        # The game's restarts are its service's tasks, as `inspect` counts them.
+        info = info_from_service(service, tasks, await self._nodes(), self.network)
+        return dataclasses.replace(reading, restart_count=info.restart_count)
 
     async def stop(self, ref: str, timeout: int) -> None:
         """Scale to 0 and wait for the task to end. The task's grace is the one it

@@ -107,6 +107,30 @@ EpochMs = Annotated[
 ContainerId = Annotated[
     str, Field(description="Docker container id; may be empty", examples=["1f2a..."])
 ]
+#: W3C trace context (issue 13), additive: optional on jobs, written by RTM on
+#: results and health events. Text, never judged: a bad one is ignored.
+TRACEPARENT_EXAMPLE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+JobTraceParent = Annotated[
+    str,
+    Field(
+        description=(
+            "Optional W3C trace context (`00-<trace id>-<parent id>-<flags>`): the job's "
+            "trace continues the producer's. Absent, empty or not valid: a new trace"
+        ),
+        examples=[TRACEPARENT_EXAMPLE],
+    ),
+]
+OutTraceParent = Annotated[
+    str,
+    Field(
+        description=(
+            "W3C trace context of the RTM span that wrote the entry (a job's result: the "
+            "job's span, in the job's trace when it had a traceparent); empty when RTM "
+            "records no traces"
+        ),
+        examples=[TRACEPARENT_EXAMPLE],
+    ),
+]
 
 
 def _refs_untitled(schema: dict[str, Any]) -> None:
@@ -115,6 +139,12 @@ def _refs_untitled(schema: dict[str, Any]) -> None:
     for prop in schema.get("properties", {}).values():
         if "$ref" in prop or all("$ref" in choice for choice in prop.get("anyOf", [{}])):
             prop.pop("title", None)
+
+
+def _every_field_written(schema: dict[str, Any]) -> None:
+    """An entry RTM writes has every field, those with a default too (`traceparent`)."""
+    _refs_untitled(schema)
+    schema["required"] = list(schema.get("properties", {}))
 
 
 class WireEntry(BaseModel):
@@ -179,6 +209,19 @@ class Job(WireEntry):
     game_id: GameId
     #: Fields the lifecycle judges, as it judges a REST body: absent is empty.
     judged_by_lifecycle: ClassVar[tuple[str, ...]]
+    #: Fields a producer may leave out (their default applies).
+    optional: ClassVar[tuple[str, ...]] = ("traceparent",)
+
+    def fields(self) -> dict[str, str]:
+        """As a producer writes the job: an optional field left empty is left out."""
+        return {k: v for k, v in super().fields().items() if v or k not in self.optional}
+
+    @property
+    def producer_trace(self) -> str:
+        """The entry's `traceparent`, declared last by each job shape (so it stays
+        after the fields `001` lists); empty when the producer wrote none."""
+        value = getattr(self, "traceparent", "")
+        return value if isinstance(value, str) else ""
 
     @classmethod
     def decode(cls, raw: RawFields) -> Self:
@@ -194,6 +237,8 @@ class Job(WireEntry):
                 values[name] = text[name]
             elif name in cls.judged_by_lifecycle:
                 values[name] = ""
+            elif name in cls.optional:
+                continue
             else:
                 raise MalformedJob(game_id, name, "is required")
         try:
@@ -213,6 +258,7 @@ class StartJob(Job):
         description="Docker image reference of the engine", examples=["galaxy/game:1.4.0"]
     )
     requested_at_ms: EpochMs
+    traceparent: JobTraceParent = ""
 
 
 class StopJob(Job):
@@ -226,6 +272,7 @@ class StopJob(Job):
         description="Why the engine stops",
     )
     requested_at_ms: EpochMs
+    traceparent: JobTraceParent = ""
 
 
 # ------------------------------------------------------------ job results out
@@ -235,7 +282,7 @@ class JobResult(WireEntry):
     """Exactly one per start or stop job (`runtime:job_results`). Every field is
     always present; empty strings are allowed on every outcome."""
 
-    model_config = ConfigDict(title="JobResultEntry")
+    model_config = ConfigDict(title="JobResultEntry", json_schema_extra=_every_field_written)
 
     game_id: str = Field(
         description="The job's game_id as written (a job refused for its game_id echoes it)",
@@ -260,6 +307,7 @@ class JobResult(WireEntry):
         description="Human-readable detail of a failure; empty otherwise",
         examples=["pull failed: manifest unknown"],
     )
+    traceparent: OutTraceParent = ""
 
 
 # ------------------------------------------------------------ dead letters out
@@ -416,7 +464,7 @@ AnyDetails = Annotated[
 class HealthEvent(WireEntry):
     """An observation of a game's engine (`runtime:health_events`)."""
 
-    model_config = ConfigDict(title="HealthEventEntry")
+    model_config = ConfigDict(title="HealthEventEntry", json_schema_extra=_every_field_written)
 
     game_id: GameId
     container_id: ContainerId
@@ -424,6 +472,7 @@ class HealthEvent(WireEntry):
     occurred_at_ms: EpochMs
     #: Given as the event type's `Details` or as a plain mapping of its keys.
     details: AnyDetails
+    traceparent: OutTraceParent = ""
 
     @classmethod
     def decode(cls, fields: Mapping[str, str]) -> HealthEvent:

@@ -13,14 +13,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import delete, func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, any_, bindparam, delete, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from rtm_core.adapters.postgres.tables import (
     CrashHistoryRow,
+    EngineUsageRow,
     GameFenceRow,
     HealthSnapshotRow,
     OperationLogRow,
@@ -37,6 +38,7 @@ from rtm_core.domain.records import (
     RecordKey,
     RuntimeRecord,
 )
+from rtm_core.domain.usage import EngineUsage
 from rtm_core.domain.vocabulary import RuntimeStatus
 from rtm_core.observability import tracer
 
@@ -117,9 +119,19 @@ _SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
 _FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
 _CRASH_TABLE = CrashHistoryRow.__table__  # type: ignore[attr-defined]
 _PATCH_TABLE = PatchProgressRow.__table__  # type: ignore[attr-defined]
+_USAGE_TABLE = EngineUsageRow.__table__  # type: ignore[attr-defined]
+_USAGE_COLUMNS = [f.name for f in dataclasses.fields(EngineUsage)]
+#: Rows per INSERT: 7 parameters each.
+_USAGE_BATCH = 1000
 _CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
 _PATCH_FIELDS = dataclasses.fields(PatchProgress)
 _PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
+
+
+def _text_array(name: str, values: Sequence[str]) -> Any:
+    """One array parameter, however many values (an IN list would take one
+    parameter each, and PostgreSQL takes at most 32767)."""
+    return bindparam(name, list(values), type_=ARRAY(Text))
 
 
 def _record(row: RuntimeRecordRow) -> RuntimeRecord:
@@ -310,6 +322,35 @@ class Repositories:
         async with self._reads() as s:
             row = await s.get(HealthSnapshotRow, game_id)
         return None if row is None else _snapshot(row)
+
+    # engine_usage (issue 13) -----------------------------------------------
+
+    @traced
+    async def save_usages(self, usages: Sequence[EngineUsage], *, keep: Sequence[str]) -> None:
+        """One watcher pass: upsert its samples (batched) and drop the rows of
+        games not in `keep` (no longer running), in one transaction."""
+        latest = {u.game_id: {c: getattr(u, c) for c in _USAGE_COLUMNS} for u in usages}
+        rows = list(latest.values())
+        async with self._sessions() as s, s.begin():
+            for at in range(0, len(rows), _USAGE_BATCH):
+                stmt = insert(_USAGE_TABLE).values(rows[at : at + _USAGE_BATCH])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={k: stmt.excluded[k] for k in _USAGE_COLUMNS if k != "game_id"},
+                )
+                await s.execute(stmt)
+            running = _USAGE_TABLE.c.game_id == any_(_text_array("keep", keep))
+            await s.execute(delete(_USAGE_TABLE).where(~running))
+
+    @traced
+    async def usages(self, game_ids: Sequence[str]) -> dict[str, EngineUsage]:
+        if not game_ids:
+            return {}
+        wanted = col(EngineUsageRow.game_id) == any_(_text_array("ids", game_ids))
+        query = select(EngineUsageRow).where(wanted)
+        async with self._reads() as s:
+            rows = (await s.execute(query)).scalars().all()
+        return {r.game_id: EngineUsage(**{c: getattr(r, c) for c in _USAGE_COLUMNS}) for r in rows}
 
     # crash_history (issue 12) ----------------------------------------------
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     Identity,
     Index,
     Integer,
@@ -178,3 +179,20 @@ class PatchProgressRow(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=text("now()")),
     )
+
+
+class EngineUsageRow(SQLModel, table=True):
+    """The latest usage sample per game (migration 0006, issue 13): see
+    `domain.usage.EngineUsage`. Written by the watcher's usage sampler
+    (RTMANAGER_ENGINE_USAGE=on), read by the REST wide view."""
+
+    __tablename__ = "engine_usage"
+    metadata = metadata
+
+    game_id: str = Field(sa_column=Column(Text, primary_key=True))
+    container_id: str = Field(sa_column=Column(Text, nullable=False))
+    cpu_percent: float = Field(sa_column=Column(Double, nullable=False))
+    memory_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    memory_limit_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
+    restart_count: int = Field(sa_column=Column(Integer, nullable=False))
+    sampled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -13,10 +13,12 @@ second path that XADDs a result alone would reopen that window.
 
 from __future__ import annotations
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from rtm_core.adapters.redis.errors import redis_unavailable
 from rtm_core.domain.wire import HealthEvent, NotificationIntent
+from rtm_core.observability import current_traceparent, tracer
 
 
 class Publishers:
@@ -44,7 +46,21 @@ class Publishers:
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def health_event(self, event: HealthEvent) -> str:
-        return await self._xadd(self.health_events_stream, event.fields())
+        """One producer span per event (a child of the operation or loop that saw
+        it); the entry carries that span's `traceparent`."""
+        with tracer.start_as_current_span(
+            "rtm.publish health_event",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.destination.name": self.health_events_stream,
+                "rtm.game_id": event.game_id,
+                "rtm.event_type": event.event_type.value,
+            },
+        ):
+            if not event.traceparent:
+                event = event.model_copy(update={"traceparent": current_traceparent()})
+            return await self._xadd(self.health_events_stream, event.fields())
 
     async def notification_intent(self, intent: NotificationIntent) -> str:
         return await self._xadd(self.notification_intents_stream, intent.fields())
