@@ -160,24 +160,40 @@ async def test_ls_watch_shows_a_game_started_from_the_stream(
         await jobs.close()
 
 
-async def test_top_lists_running_engines_with_a_memory_column(
+async def test_top_shows_the_memory_a_running_engine_uses(
     spawn_api, cli, core: Rig, game_id: str
 ) -> None:
-    api = await spawn_api(core.settings)
+    """With the watcher's usage sampler on (RTMANAGER_ENGINE_USAGE=on), `top`
+    shows what the engine really uses: a non-zero memory figure."""
+    settings = core.settings.model_copy(update={"inspect_interval": 1.0})
+    api = await spawn_api(settings)
     cli.url = api.url
-    assert (await cli.run("start", game_id, V100)).code == 0
-    child = cli.terminal("top")
-    await expect(child, rf"GAME{GAP}IMAGE{GAP}CPU{GAP}MEMORY{GAP}LIMIT{GAP}RESTARTS{GAP}SAMPLED")
-    await expect(child, rf"{game_id}{GAP}{V100}")
-    assert await exited(child) == 0
+    watcher = RtmProcess(
+        "rtm-watcher",
+        settings_env(settings, ops_http_addr=f"127.0.0.1:{free_port()}", engine_usage="on"),
+    )
+    try:
+        await watcher.start()
+        await watcher.wait_for_message("worker started", worker="usage_sampler", timeout=60)
+        assert (await cli.run("start", game_id, V100)).code == 0
 
-    items = json.loads((await cli.run("top", "-o", "json")).stdout)["items"]
-    (row,) = [r for r in items if r["game_id"] == game_id]
-    assert row["game_id"] == game_id and "usage" in row
-    # The watcher's usage sampler (issue 13 §3) fills `usage`; while it has no
-    # sample the row says so with null. Once there is one, memory is real.
-    if row["usage"] is not None:
-        assert row["usage"]["memory_bytes"] > 0
+        async def sampled() -> dict | None:
+            items = json.loads((await cli.run("top", "-o", "json")).stdout)["items"]
+            (row,) = [r for r in items if r["game_id"] == game_id]
+            return row["usage"]  # type: ignore[no-any-return]
+
+        usage = await wait_for(sampled, timeout=60, interval=1)
+        assert usage["memory_bytes"] > 0
+        assert usage["memory_limit_bytes"] == int(settings.default_memory)
+
+        child = cli.terminal("top", "--sort", "memory")
+        header = rf"GAME{GAP}IMAGE{GAP}CPU{GAP}MEMORY{GAP}LIMIT{GAP}RESTARTS{GAP}SAMPLED"
+        await expect(child, header)
+        # e.g. `it-…  galaxy/test-engine:1.0.0  0.0%  812.0Ki  512.0Mi  0  1s`
+        await expect(child, rf"{game_id}{GAP}{V100}{GAP}\S+%{GAP}[1-9][0-9.]*(Ki|Mi|Gi|B)\s")
+        assert await exited(child) == 0
+    finally:
+        await watcher.close()
 
 
 async def test_events_and_health_of_a_game(spawn_api, cli, core: Rig, game_id: str) -> None:
