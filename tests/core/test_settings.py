@@ -45,16 +45,6 @@ REFERENCE_ENV = {
 }
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("RTMANAGER_"):
-            monkeypatch.delenv(key)
-    return monkeypatch
-
-
 def test_reference_env_parses(clean_env: pytest.MonkeyPatch) -> None:
     for key, value in REFERENCE_ENV.items():
         clean_env.setenv(key, value)

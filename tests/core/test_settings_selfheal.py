@@ -3,26 +3,9 @@ with the variable's name when wrong."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from rtm_core.settings import SettingsError, Switch, load_settings
-
-REQUIRED = {
-    "RTMANAGER_POSTGRES_PRIMARY_DSN": "postgres://u@h:5432/db?search_path=rtmanager",
-    "RTMANAGER_REDIS_MASTER_ADDR": "127.0.0.1:6379",
-}
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("RTMANAGER_"):
-            monkeypatch.delenv(key)
-    for key, value in REQUIRED.items():
-        monkeypatch.setenv(key, value)
-    return monkeypatch
 
 
 def test_every_part_is_off_by_default(env: pytest.MonkeyPatch) -> None:

@@ -3,24 +3,19 @@ Helm's ConfigMap) by default, passed through when switched on."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from typing import Any
-
 import pytest
-import yaml
-from deploy.test_selfheal_deploy import CHART, COMPOSE_FILE, _configmap, _helm
+from deploy.chart import compose_env, configmap, find_helm, settings_from, template
 
-from rtm_core.settings import Settings, Switch, load_settings
+from rtm_core.settings import Settings, Switch
 
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    return _helm()
+    return find_helm()
 
 
 def test_compose_exposes_every_usage_setting_off_by_default() -> None:
-    env = yaml.safe_load(COMPOSE_FILE.read_text())["x-rtm-env"]
+    env = compose_env()
     assert env["RTMANAGER_ENGINE_USAGE"] == "${RTMANAGER_ENGINE_USAGE:-off}"
     fields = [
         f"RTMANAGER_{n.upper()}" for n in Settings.model_fields if n.startswith("engine_usage")
@@ -30,11 +25,11 @@ def test_compose_exposes_every_usage_setting_off_by_default() -> None:
 
 
 def test_helm_default_configmap_carries_none_of_it(helm: str) -> None:
-    assert not [k for k in _configmap(helm) if k.startswith("RTMANAGER_ENGINE_USAGE")]
+    assert not [k for k in configmap(helm) if k.startswith("RTMANAGER_ENGINE_USAGE")]
 
 
 def test_helm_switched_on_writes_settings_rtm_accepts(helm: str) -> None:
-    data = _configmap(
+    data = configmap(
         helm,
         "engineUsage.enabled=true",
         "engineUsage.concurrency=4",
@@ -46,27 +41,11 @@ def test_helm_switched_on_writes_settings_rtm_accepts(helm: str) -> None:
         "RTMANAGER_ENGINE_USAGE_CONCURRENCY": "4",
         "RTMANAGER_ENGINE_USAGE_PER_GAME_LABEL": "off",
     }
-    env: dict[str, Any] = {
-        **{k: v for k, v in data.items() if k.startswith("RTMANAGER_")},
-        "RTMANAGER_POSTGRES_PRIMARY_DSN": "postgres://x/y",
-    }
-    old = dict(os.environ)
-    try:
-        os.environ.update(env)
-        settings = load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    settings = settings_from(data)
     assert settings.engine_usage is Switch.ON and settings.engine_usage_concurrency == 4
     assert settings.engine_usage_per_game_label is Switch.OFF
 
 
 def test_helm_refuses_a_bad_value(helm: str) -> None:
-    proc = subprocess.run(
-        [helm, "template", "rtm", str(CHART), "--set", "engineUsage.concurrency=0"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    proc = template(helm, "engineUsage.concurrency=0")
     assert proc.returncode != 0 and "engineUsage" in proc.stderr

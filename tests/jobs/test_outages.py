@@ -51,6 +51,15 @@ async def containers(docker: aiodocker.Docker, game_id: str) -> list:
 # ------------------------------------------------------------- the adapters
 
 
+async def reads_again(core: Rig, game_id: str) -> None:
+    """The repositories answer once the server is back. A pooled connection the
+    outage closed fails once more (no pre-ping), as an outage, not more."""
+    for _ in range(3):
+        with suppress(ServiceUnavailable):
+            await core.repos.get_record(game_id)
+    assert await core.repos.get_record(game_id) is None
+
+
 async def test_repositories_answer_a_postgres_outage_as_service_unavailable(
     postgres: PrivatePostgres,
     private_database: str,
@@ -69,11 +78,7 @@ async def test_repositories_answer_a_postgres_outage_as_service_unavailable(
         assert (raised.value.code, raised.value.http_status) == ("service_unavailable", 503)
 
     await postgres.start()
-    # A pooled connection the restart closed fails once more (no pre-ping), as an outage.
-    for _ in range(3):
-        with suppress(ServiceUnavailable):
-            await core.repos.get_record(game_id)
-    assert await core.repos.get_record(game_id) is None
+    await reads_again(core, game_id)
 
 
 async def test_a_statement_cut_off_by_a_postgres_restart_is_an_outage(
@@ -103,10 +108,7 @@ async def test_a_statement_cut_off_by_a_postgres_restart_is_an_outage(
     assert "terminating connection" in raised.value.message
     assert raised.value.message.startswith("postgres unavailable: ")
 
-    for _ in range(3):
-        with suppress(ServiceUnavailable):
-            await core.repos.get_record(game_id)
-    assert await core.repos.get_record(game_id) is None
+    await reads_again(core, game_id)
 
 
 async def test_a_connection_refused_by_a_shutting_down_postgres_is_an_outage(

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import httpx
+from fastapi import FastAPI
+
+from rtm_api.app import declare_app
+from rtm_api.bootstrap import ApiDeps
+from rtm_api.deps import bind
+from rtm_api.streams import Followers
 from rtm_core.domain.records import OperationLogEntry
 from rtm_core.domain.vocabulary import OpSource
 from rtm_core.domain.wire import NotificationIntent
+from rtm_core.lifecycle import Lifecycle
+from unit.fakes import FakeHealthEventLog, Fakes
 
 V100 = "galaxy/test-engine:1.0.0"
 V101 = "galaxy/test-engine:1.0.1"
@@ -58,3 +68,36 @@ def intent_fields(
         },
     }
     return {"envelope": json.dumps(envelope, separators=(",", ":"))}
+
+
+@functools.cache
+def declared_app() -> FastAPI:
+    """Every route, declared once; each client binds its own fakes."""
+    return declare_app()
+
+
+async def _ready() -> str | None:
+    return None
+
+
+def rest_client(
+    lifecycle: Lifecycle, fakes: Fakes, *, followers: Followers | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client of the real app serving `ApiDeps` over the fakes (as `create_app`)."""
+    app = declared_app()
+    bind(
+        app,
+        ApiDeps(
+            settings=fakes.settings,
+            lifecycle=lifecycle,
+            records=fakes.repos,
+            operations=fakes.repos,
+            ready=_ready,
+            engine=fakes.engine,
+            snapshots=fakes.repos,
+            health_events=FakeHealthEventLog(),
+            followers=followers or Followers(fakes.settings.api_max_followers),
+            usages=fakes.repos,
+        ),
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rtm-api")

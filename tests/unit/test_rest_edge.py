@@ -4,25 +4,19 @@ real app (`rtm_api.app.create_app`) over the lifecycle on the fakes."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from rtm_api.app import declare_app
-from rtm_api.bootstrap import ApiDeps
-from rtm_api.deps import bind
 from rtm_api.errors import rtm_error_response
-from rtm_api.streams import Followers
 from rtm_core.domain import errors
 from rtm_core.domain.errors import DockerUnavailable, RtmError
 from rtm_core.lifecycle import Lifecycle
-from unit.fakes import FakeHealthEventLog, Fakes, MakeUnit
-from unit.helpers import GAME, LATEST, MISSING, V100, V101, V110
+from unit.fakes import Fakes, MakeUnit
+from unit.helpers import GAME, LATEST, MISSING, V100, V101, V110, rest_client
 
 #: SPEC §6 "Status codes", code by code.
 SPEC_STATUS = {
@@ -70,36 +64,9 @@ async def _ready() -> str | None:
     return None
 
 
-@functools.cache
-def declared() -> FastAPI:
-    """Every route, declared once for the module; each test binds its own fakes."""
-    return declare_app()
-
-
-def api(lifecycle: Lifecycle, fakes: Fakes) -> httpx.AsyncClient:
-    """An HTTP client of the real app serving `ApiDeps` over the fakes (as `create_app`)."""
-    app = declared()
-    bind(
-        app,
-        ApiDeps(
-            settings=fakes.settings,
-            lifecycle=lifecycle,
-            records=fakes.repos,
-            operations=fakes.repos,
-            ready=_ready,
-            engine=fakes.engine,
-            snapshots=fakes.repos,
-            health_events=FakeHealthEventLog(),
-            followers=Followers(fakes.settings.api_max_followers),
-            usages=fakes.repos,
-        ),
-    )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rtm-api")
-
-
 @pytest.fixture
 async def client(lifecycle: Lifecycle, fakes: Fakes) -> AsyncIterator[httpx.AsyncClient]:
-    async with api(lifecycle, fakes) as http:
+    async with rest_client(lifecycle, fakes) as http:
         yield http
 
 
@@ -241,7 +208,7 @@ async def test_malformed_json_is_invalid_request(client: httpx.AsyncClient) -> N
 
 async def test_a_configured_token_is_required(make_unit: MakeUnit) -> None:
     lifecycle, fakes = make_unit(internal_api_token="s3cret-token")
-    async with api(lifecycle, fakes) as http:
+    async with rest_client(lifecycle, fakes) as http:
         refused = await http.get(RUNTIMES)
         assert refused.status_code == 401
         assert refused.headers["WWW-Authenticate"] == "Bearer"

@@ -11,15 +11,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from rtm_api.app import declare_app
-from rtm_api.bootstrap import ApiDeps
-from rtm_api.deps import bind
 from rtm_api.streams import Followers
 from rtm_core.domain.records import HealthSnapshot, RuntimeRecord
 from rtm_core.domain.vocabulary import OpSource
 from rtm_core.lifecycle import Lifecycle
-from unit.fakes import FakeHealthEventLog, Fakes
-from unit.helpers import GAME, V100
+from unit.fakes import Fakes
+from unit.helpers import GAME, V100, rest_client
 
 RUNTIMES = "/api/v1/internal/runtimes"
 
@@ -37,24 +34,7 @@ def followers() -> Followers:
 async def client(
     lifecycle: Lifecycle, fakes: Fakes, followers: Followers
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = declare_app()
-    bind(
-        app,
-        ApiDeps(
-            settings=fakes.settings,
-            lifecycle=lifecycle,
-            records=fakes.repos,
-            operations=fakes.repos,
-            ready=_ready,
-            engine=fakes.engine,
-            snapshots=fakes.repos,
-            health_events=FakeHealthEventLog(),
-            followers=followers,
-            usages=fakes.repos,
-        ),
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://rtm-api") as http:
+    async with rest_client(lifecycle, fakes, followers=followers) as http:
         yield http
 
 
