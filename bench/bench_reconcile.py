@@ -119,10 +119,10 @@ async def seed_records(
 
 
 async def timed_pass(
-    core: BenchRig, times: DockerTimes, label: str, *, repeat: int = 1, concurrency: int = 16
+    core: BenchRig, times: DockerTimes, label: str, *, repeat: int = 1, batch: int = 250
 ) -> float:
     deps = bootstrap(core.infra, core.adapters)  # what `rtm-reconciler` main builds
-    reconciler = Reconciler(deps, asyncio.Event(), concurrency=concurrency)
+    reconciler = Reconciler(deps, asyncio.Event(), batch_size=batch)
     durations = []
     cpu = time.process_time()
     for _ in range(repeat):
@@ -163,7 +163,7 @@ async def real_engines(core: BenchRig, times: DockerTimes, n: int) -> None:
     await timed_pass(core, times, f"real-{n} all vanished")
 
 
-async def thousand(core: BenchRig, times: DockerTimes, n: int, concurrency: int) -> None:
+async def thousand(core: BenchRig, times: DockerTimes, n: int, batch: int) -> None:
     game_ids = [f"bench-{i:04d}" for i in range(n)]
     container_ids: list[str | None] = list(await create_idle(core, game_ids))
     await seed_records(core, game_ids, "stopped", container_ids)
@@ -171,22 +171,22 @@ async def thousand(core: BenchRig, times: DockerTimes, n: int, concurrency: int)
 
     async with core.postgres.begin() as conn:
         await conn.exec_driver_sql("UPDATE rtmanager.runtime_records SET status = 'running'")
-    await timed_pass(core, times, f"exited-{n}", concurrency=concurrency)
+    await timed_pass(core, times, f"exited-{n}", batch=batch)
 
     async with core.postgres.begin() as conn:  # no records at all: every container is adopted
         await conn.exec_driver_sql(TRUNCATE)
-    await timed_pass(core, times, f"adopt-{n}", concurrency=concurrency)
+    await timed_pass(core, times, f"adopt-{n}", batch=batch)
 
     await reset(core)
     await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
-    await timed_pass(core, times, f"vanished-{n}", concurrency=concurrency)
+    await timed_pass(core, times, f"vanished-{n}", batch=batch)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--real", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=250)
     args = parser.parse_args()
     times = DockerTimes()
     async with bench_core(times.record) as core:
@@ -194,7 +194,7 @@ async def main() -> None:
         print(f"target: one pass ≤ {TARGET_S:.1f}s (SPEC §10); {os.cpu_count()} CPUs, load {load}")
         await real_engines(core, times, args.real)
         await reset(core)
-        await thousand(core, times, args.records, args.concurrency)
+        await thousand(core, times, args.records, args.batch)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from rtm_core.domain.records import (
 )
 from rtm_core.domain.vocabulary import RuntimeStatus
 from rtm_core.observability import tracer
+from rtm_core.ports import FencedCommit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,6 +109,9 @@ _SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
 _FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
 _CRASH_TABLE = CrashHistoryRow.__table__  # type: ignore[attr-defined]
 _PATCH_TABLE = PatchProgressRow.__table__  # type: ignore[attr-defined]
+_LOG_TABLE = OperationLogRow.__table__  # type: ignore[attr-defined]
+#: Games per multi-row statement of `commit_operations` (15 parameters a record).
+_COMMIT_BATCH = 500
 _CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
 _PATCH_FIELDS = dataclasses.fields(PatchProgress)
 _PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
@@ -212,6 +216,82 @@ class Repositories:
         async with self._reads() as s:
             row = await s.get(GameFenceRow, game_id)
         return None if row is None else GameFence(row.fence, row.last_job_id)
+
+    @traced
+    async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        query = select(RuntimeRecordRow).where(col(RuntimeRecordRow.game_id).in_(list(game_ids)))
+        return {r.game_id: r for r in await self._records(query)}
+
+    @traced
+    async def get_fences(self, game_ids: Sequence[str]) -> dict[str, GameFence]:
+        query = select(_FENCE_TABLE.c.game_id, _FENCE_TABLE.c.fence, _FENCE_TABLE.c.last_job_id)
+        query = query.where(_FENCE_TABLE.c.game_id.in_(list(game_ids)))
+        async with self._reads() as s:
+            rows = (await s.execute(query)).all()
+        return {game_id: GameFence(fence, last_job_id) for game_id, fence, last_job_id in rows}
+
+    @traced
+    async def commit_operations(self, commits: Sequence[FencedCommit]) -> set[str]:
+        """One transaction, a few multi-row statements: the fences first (each
+        refused on its own when a newer one is stored, the rest row-locked
+        until commit), then the records and rows of the games whose fence held."""
+        ordered = sorted(commits, key=lambda c: c.entry.game_id)
+        refused: set[str] = set()
+        async with self._sessions() as s, s.begin():
+            fenced = [c for c in ordered if c.fence is not None]
+            for at in range(0, len(fenced), _COMMIT_BATCH):
+                chunk = fenced[at : at + _COMMIT_BATCH]
+                values = insert(_FENCE_TABLE).values(
+                    [
+                        {"game_id": c.entry.game_id, "fence": c.fence, "last_job_id": None}
+                        for c in chunk
+                    ]
+                )
+                stmt = values.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={
+                        "fence": values.excluded.fence,
+                        "last_job_id": func.coalesce(
+                            values.excluded.last_job_id, _FENCE_TABLE.c.last_job_id
+                        ),
+                        "updated_at": func.now(),
+                    },
+                    where=_FENCE_TABLE.c.fence <= values.excluded.fence,
+                ).returning(_FENCE_TABLE.c.game_id)
+                claimed = set((await s.execute(stmt)).scalars().all())
+                refused |= {c.entry.game_id for c in chunk} - claimed
+            kept = [c for c in ordered if c.entry.game_id not in refused]
+            records = [c.record for c in kept if c.record is not None]
+            for at in range(0, len(records), _COMMIT_BATCH):
+                chunk_records = records[at : at + _COMMIT_BATCH]
+                rows = [
+                    {c: getattr(r, c) for c in _RECORD_COLUMNS if c != "created_at"}
+                    for r in chunk_records
+                ]
+                insert_stmt = insert(_RECORD_TABLE).values(rows)
+                upsert = insert_stmt.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={k: insert_stmt.excluded[k] for k in rows[0] if k != "game_id"},
+                ).returning(_RECORD_TABLE.c.game_id, _RECORD_TABLE.c.created_at)
+                created = {g: at for g, at in (await s.execute(upsert)).all()}
+                for r in chunk_records:
+                    r.created_at = created[r.game_id]
+            entries = [c.entry for c in kept]
+            for at in range(0, len(entries), _COMMIT_BATCH):
+                chunk_entries = entries[at : at + _COMMIT_BATCH]
+                log_rows = [
+                    {f.name: getattr(e, f.name) for f in _ENTRY_FIELDS if f.name != "id"}
+                    for e in chunk_entries
+                ]
+                appended = (
+                    insert(_LOG_TABLE)
+                    .values(log_rows)
+                    .returning(_LOG_TABLE.c.id, _LOG_TABLE.c.game_id)
+                )
+                ids = {game_id: row_id for row_id, game_id in (await s.execute(appended)).all()}
+                for e in chunk_entries:
+                    e.id = ids[e.game_id]
+        return refused
 
     @traced
     async def commit_operation(
