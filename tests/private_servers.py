@@ -83,6 +83,17 @@ class PrivatePostgres:
         await _run(self._ctl("-w", "-m", "fast", "stop"))
         self.running = False
 
+    async def begin_smart_stop(self) -> None:
+        """Ask for a smart shutdown and return at once: the server refuses new
+        connections ("the database system is shutting down", 57P03) until its
+        open sessions end, then stops."""
+        await _run(self._ctl("-W", "-m", "smart", "stop"))
+
+    async def wait_stopped(self) -> None:
+        while os.path.exists(self.dir / "data" / "postmaster.pid"):
+            await asyncio.sleep(0.1)
+        self.running = False
+
     def remove(self) -> None:
         if self.running:
             subprocess.run(self._ctl("-w", "-m", "immediate", "stop"), check=False)

@@ -27,6 +27,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,9 +169,35 @@ class ComposeStack:
     async def post(
         self, game_id: str, action: str, body: dict[str, str] | None = None, caller: str = "admin"
     ) -> httpx.Response:
-        return await self.api.post(
-            f"{API_PREFIX}/{game_id}/{action}", json=body, headers={"X-Galaxy-Caller": caller}
+        return await self.retry_busy(
+            lambda: self.api.post(
+                f"{API_PREFIX}/{game_id}/{action}", json=body, headers={"X-Galaxy-Caller": caller}
+            )
         )
+
+    async def delete_container(self, game_id: str) -> httpx.Response:
+        return await self.retry_busy(lambda: self.api.delete(f"{API_PREFIX}/{game_id}/container"))
+
+    @staticmethod
+    async def retry_busy(
+        call: Callable[[], Awaitable[httpx.Response]], budget: float = 20.0
+    ) -> httpx.Response:
+        """What an admin does with 409 `operation_in_progress`: try again shortly.
+
+        The integration stack reconciles every 3 s and a pass holds a game's
+        lease for a moment while it re-checks a drift (SPEC §2: REST answers
+        409 `operation_in_progress` then, at once); a test step must not fail
+        for landing in that moment.
+        """
+        deadline = asyncio.get_running_loop().time() + budget
+        while True:
+            response = await call()
+            busy = response.status_code == 409 and (
+                response.json().get("error", {}).get("code") == "operation_in_progress"
+            )
+            if not busy or asyncio.get_running_loop().time() > deadline:
+                return response
+            await asyncio.sleep(0.5)
 
     async def start_rest(self, game_id: str, version: str = "1.0.0") -> dict[str, Any]:
         response = await self.post(game_id, "start", {"image_ref": f"{IMAGE}:{version}"})

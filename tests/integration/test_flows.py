@@ -118,11 +118,11 @@ async def test_stream_start_replay_stop_then_rest_restart_patch_cleanup(
     assert await compose.engine_get(game, "/version") == "1.0.1"
 
     # -- cleanup: refused while running, then stop + cleanup; the state dir stays.
-    response = await compose.api.delete(f"/api/v1/internal/runtimes/{game}/container")
+    response = await compose.delete_container(game)
     assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
     response = await compose.post(game, "stop", {"reason": "finished"})
     assert response.status_code == 200 and response.json()["status"] == "stopped"
-    response = await compose.api.delete(f"/api/v1/internal/runtimes/{game}/container")
+    response = await compose.delete_container(game)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "removed"
     assert await compose.engines(game) == []
@@ -228,6 +228,6 @@ async def test_labelled_container_started_by_hand_is_adopted(compose: ComposeSta
     # Adopted means managed: RTM stops and cleans it up like its own.
     response = await compose.post(game, "stop", {"reason": "admin_request"})
     assert response.status_code == 200 and response.json()["status"] == "stopped"
-    response = await compose.api.delete(f"/api/v1/internal/runtimes/{game}/container")
+    response = await compose.delete_container(game)
     assert response.status_code == 200 and response.json()["status"] == "removed"
     assert await compose.engines(game) == []

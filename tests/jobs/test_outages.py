@@ -21,6 +21,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import aiodocker
+import asyncpg
 import pytest
 from harness import wait_for
 from jobs.conftest import RunJobs
@@ -73,6 +74,73 @@ async def test_repositories_answer_a_postgres_outage_as_service_unavailable(
         with suppress(ServiceUnavailable):
             await core.repos.get_record(game_id)
     assert await core.repos.get_record(game_id) is None
+
+
+async def test_a_statement_cut_off_by_a_postgres_restart_is_an_outage(
+    postgres: PrivatePostgres,
+    private_database: str,
+    make_settings: Callable[..., Settings],
+    make_core: Callable[[Settings], Rig],
+    game_id: str,
+) -> None:
+    """A statement running when the server shuts down gets 57P01 ("terminating
+    connection due to administrator command") on a live connection: a restart,
+    so 503 and a retried job, never internal_error. The server does to every
+    session on a fast shutdown what pg_terminate_backend does to this one."""
+    core = make_core(make_settings(postgres_primary_dsn=private_database))
+    assert await core.repos.get_record(game_id) is None  # a pooled, live connection
+    locker = await asyncpg.connect(private_database)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE rtmanager.runtime_records IN ACCESS EXCLUSIVE MODE")
+            blocked = asyncio.ensure_future(core.repos.get_record(game_id))
+            pid = await wait_for(lambda: _waiting_on_lock(locker), timeout=15)
+            assert await locker.fetchval("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises(ServiceUnavailable) as raised:
+                await asyncio.wait_for(blocked, 15)
+    finally:
+        await locker.close()
+    assert "terminating connection" in raised.value.message
+    assert raised.value.message.startswith("postgres unavailable: ")
+
+    for _ in range(3):
+        with suppress(ServiceUnavailable):
+            await core.repos.get_record(game_id)
+    assert await core.repos.get_record(game_id) is None
+
+
+async def test_a_connection_refused_by_a_shutting_down_postgres_is_an_outage(
+    postgres: PrivatePostgres,
+    private_database: str,
+    make_settings: Callable[..., Settings],
+    make_core: Callable[[Settings], Rig],
+    game_id: str,
+) -> None:
+    """While PostgreSQL shuts down it refuses new connections with 57P03 ("the
+    database system is shutting down"): the chaos drill's PostgreSQL restart
+    answered start jobs internal_error for it. It is an outage: 503, retried."""
+    session = await asyncpg.connect(private_database)  # keeps the smart shutdown going
+    try:
+        await postgres.begin_smart_stop()
+        # A new pool: its first connection meets the refusal.
+        core = make_core(make_settings(postgres_primary_dsn=private_database))
+        with pytest.raises(ServiceUnavailable) as raised:
+            await core.repos.get_record(game_id)
+        assert "shutting down" in raised.value.message
+    finally:
+        await session.close()
+    await postgres.wait_stopped()
+    await postgres.start()
+    assert await core.repos.get_record(game_id) is None
+
+
+async def _waiting_on_lock(connection: asyncpg.Connection) -> int | None:
+    """The pid of the session waiting on the lock, once it waits."""
+    pid: int | None = await connection.fetchval(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() LIMIT 1"
+    )
+    return pid
 
 
 async def test_redis_adapters_answer_a_redis_outage_as_service_unavailable(

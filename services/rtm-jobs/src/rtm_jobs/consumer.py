@@ -88,7 +88,7 @@ import asyncio
 import logging
 import socket
 import time
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
@@ -96,6 +96,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rtm_core.aio import stop_task
 from rtm_core.domain.errors import (
     DockerUnavailable,
     InternalError,
@@ -231,9 +232,7 @@ class JobConsumer:
             try:
                 await self._drain()
             finally:
-                keeper.cancel()
-                with suppress(asyncio.CancelledError):
-                    await keeper
+                await stop_task(keeper)
                 await reader.aclose()
                 registry.unregister(self.name)
                 log.info("worker stopped", extra={"worker": self.name, **self._log_fields})

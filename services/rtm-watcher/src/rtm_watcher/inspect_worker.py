@@ -8,7 +8,10 @@ change, not every interval: when the restart count rose since last seen, or
 when the container turns unhealthy or not running (or changes from one such
 condition to another). The last-seen observation per container is kept in
 memory and mirrored to Redis (`ContainerMemory`), so a new leader reports an
-already-unhealthy container only if no leader did before it. Exits RTM is
+already-unhealthy container only if no leader did before it. The event is
+published before the memory is saved: a leader killed between the two lets
+its successor report the change once more (at least once), where the other
+order could lose it. Exits RTM is
 causing itself (marked in `ExpectedExits`) are not reported, nor are engines
 the Docker daemon stopped (`DaemonWatch`: their death is the events
 listener's one report); a death the listener has not classified yet is

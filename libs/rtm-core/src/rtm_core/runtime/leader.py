@@ -19,6 +19,7 @@ from contextlib import suppress
 from redis.asyncio import Redis
 
 from rtm_core.adapters.redis.leases import Lease
+from rtm_core.aio import stop_tasks
 from rtm_core.observability import Metrics
 from rtm_core.runtime.loops import sleep_until
 
@@ -93,10 +94,7 @@ class LeaderElector:
             await lead(stop_leading)
         finally:
             stop_leading.set()
-            for task in (keeper, relay):
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks((keeper, relay))
             with suppress(Exception):
                 await asyncio.shield(lease.release())
             self._set_gauge(False)

@@ -73,7 +73,15 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated
+        # A pooled connection that a restarting server closed arrives as a
+        # plain DBAPIError (not invalidated) whose driver error carries the
+        # state, e.g. 57P01 on the first statement after a PostgreSQL restart.
+        if exc.connection_invalidated:
+            return True
+        driver = exc.orig
+        return driver is not None and (
+            is_outage(driver) or (driver.__cause__ is not None and is_outage(driver.__cause__))
+        )
     sqlstate = getattr(exc, "sqlstate", None)
     if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _OUTAGE_STATES):
         return True

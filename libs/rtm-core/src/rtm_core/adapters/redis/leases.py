@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from rtm_core.adapters.redis.errors import redis_unavailable
+from rtm_core.aio import stop_task
 from rtm_core.domain.errors import FencedOut, OperationInProgress
 from rtm_core.domain.ordering import order_id_at
 
@@ -203,9 +204,7 @@ class GameLeases:
         try:
             yield lease
         finally:
-            keeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await keeper
+            await stop_task(keeper)
             # Shielded so that a cancelled operation still frees the game at once.
             with suppress(Exception):
                 await asyncio.shield(lease.release())
