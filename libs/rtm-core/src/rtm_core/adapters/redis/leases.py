@@ -226,9 +226,7 @@ class GameLeases:
         try:
             yield {lease.game_id: lease for lease in won}
         finally:
-            keeper.cancel()
-            with suppress(asyncio.CancelledError):
-                await keeper
+            await stop_task(keeper)
             with suppress(Exception):
                 await asyncio.shield(self._release_many(won))
 
