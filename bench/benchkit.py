@@ -171,3 +171,9 @@ async def bench_core(
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
         shutil.rmtree(state_root, ignore_errors=True)
+
+
+def load_fields() -> dict[str, Any]:
+    """The machine a figure was measured on: cores and the load average then."""
+    one, five, _ = os.getloadavg()
+    return {"cpus": os.cpu_count(), "load1": round(one, 2), "load5": round(five, 2)}

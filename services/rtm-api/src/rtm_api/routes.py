@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from rtm_api.bootstrap import ApiDeps
 from rtm_api.deps import Deps, Source, bearer_guard
@@ -23,6 +23,8 @@ from rtm_api.schemas import (
     RuntimeList,
     RuntimeRecord,
     StopRequest,
+    record_json,
+    records_json,
 )
 from rtm_core.domain.errors import (
     Conflict,
@@ -87,6 +89,12 @@ def _record(result: OperationResult, deps: ApiDeps) -> RuntimeRecord:
     return RuntimeRecord.of(result.record, with_quarantine=bool(deps.settings.auto_restart))
 
 
+def _json(body: bytes) -> Response:
+    """A body encoded by `schemas.record_json`: the route's `response_model` still
+    documents it, and FastAPI does not validate and encode it a second time."""
+    return Response(content=body, media_type="application/json")
+
+
 def _errors(kind: OpKind) -> dict[int | str, dict[str, Any]]:
     return error_responses(*OPERATION_ERRORS[kind])
 
@@ -106,18 +114,18 @@ def runtimes_router() -> APIRouter:
                 "(RTMANAGER_AUTO_RESTART; nothing is quarantined while it is off)"
             ),
         ] = None,
-    ) -> RuntimeList:
+    ) -> Response:
         """Every runtime record, by game_id."""
         rows = await deps.records.list_records(status and status.value, quarantined=quarantined)
-        return RuntimeList.of(rows, with_quarantine=bool(deps.settings.auto_restart))
+        return _json(records_json(rows, with_quarantine=bool(deps.settings.auto_restart)))
 
     @router.get("/{game_id}", response_model=RuntimeRecord, responses=error_responses(NotFound))
-    async def get_runtime(game_id: GameId, deps: Deps) -> RuntimeRecord:
+    async def get_runtime(game_id: GameId, deps: Deps) -> Response:
         """One game's runtime record."""
         row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
             raise NotFound(f"no runtime for game {game_id}")
-        return RuntimeRecord.of(row, with_quarantine=bool(deps.settings.auto_restart))
+        return _json(record_json(row, with_quarantine=bool(deps.settings.auto_restart)))
 
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(

@@ -7,19 +7,23 @@ record does not show, nor the reverse.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+import asyncpg
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from rtm_core.adapters.postgres.database import create_read_pool
 from rtm_core.adapters.postgres.tables import (
+    SCHEMA,
     CrashHistoryRow,
     GameFenceRow,
     HealthSnapshotRow,
@@ -70,7 +74,7 @@ _OUTAGE_STATES = {"57P01", "57P02", "57P03"}
 def is_outage(exc: BaseException) -> bool:
     """A connection-level failure: refused, reset, timed out, closed by a
     restarting server. Not a failed statement (constraint, syntax, fence)."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | asyncpg.InterfaceError):
         return True
     if isinstance(exc, DBAPIError):
         # A pooled connection that a restarting server closed arrives as a
@@ -150,8 +154,19 @@ def _snapshot(row: HealthSnapshotRow) -> HealthSnapshot:
 _ENTRY_FIELDS = dataclasses.fields(OperationLogEntry)
 
 
+#: `get_record` on the plain pool: the record's columns in dataclass order.
+_GET_RECORD = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records WHERE game_id = $1"
+)
+
+
 class Repositories:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_dsn: str | None = None) -> None:
+        """`read_dsn`: serve `get_record` from a plain asyncpg pool over it (see
+        `database.create_read_pool`); without it, through the ORM session."""
+        self._read_dsn = read_dsn
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single-statement reads need no BEGIN/ROLLBACK around them.
         self._reads = async_sessionmaker(
@@ -163,11 +178,28 @@ class Repositories:
 
     # runtime_records -------------------------------------------------------
 
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _plain(self) -> asyncpg.Pool | None:
+        if self._pool is None and self._read_dsn is not None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await create_read_pool(self._read_dsn)
+        return self._pool
+
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
-        async with self._reads() as s:
-            row = await s.get(RuntimeRecordRow, game_id)
-        return None if row is None else _record(row)
+        """The hottest read (every GET of a runtime, every operation's re-check):
+        one prepared statement on the plain pool when there is one."""
+        pool = await self._plain()
+        if pool is None:
+            async with self._reads() as s:
+                row = await s.get(RuntimeRecordRow, game_id)
+            return None if row is None else _record(row)
+        found = await pool.fetchrow(_GET_RECORD, game_id)
+        return None if found is None else RuntimeRecord(**dict(found.items()))
 
     @traced
     async def list_records(
