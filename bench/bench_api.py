@@ -29,10 +29,10 @@ from typing import Any
 import aiodocker
 import httpx
 from bench_jobs import raw_round
-from benchkit import IMAGE, REPO, BenchRig, bench_core, load_fields, remove_stack
+from benchkit import IMAGE, REPO, BenchRig, bench_core, bench_port, load_fields, remove_stack
 
 sys.path.insert(0, str(REPO / "tests"))
-from processes import RtmProcess, free_port, settings_env
+from processes import RtmProcess, settings_env
 
 RUNTIMES = "/api/v1/internal/runtimes"
 
@@ -88,7 +88,7 @@ async def starts(core: BenchRig, http: httpx.AsyncClient, rounds: int) -> dict[s
 async def bench(rounds: int) -> dict[str, Any]:
     result: dict[str, Any] = {"load": load_fields()}
     async with bench_core() as core:
-        addr = f"127.0.0.1:{free_port()}"
+        addr = f"127.0.0.1:{bench_port()}"
         server = RtmProcess("rtm-api", settings_env(core.settings, internal_http_addr=addr))
         await server.start()
         try:

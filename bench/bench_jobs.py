@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
-from benchkit import IMAGE, REPO, BenchRig, bench_core, load_fields, remove_stack
+from benchkit import IMAGE, REPO, BenchRig, bench_core, bench_port, load_fields, remove_stack
 
 from rtm_core.adapters.docker_engine import create_config
 from rtm_core.domain.engine import EngineSpec, engine_spec
 
 sys.path.insert(0, str(REPO / "tests"))
-from processes import RtmProcess, free_port, settings_env
+from processes import RtmProcess, settings_env
 
 
 async def raw_round(docker: aiodocker.Docker, core: BenchRig, jobs: int) -> float:
@@ -90,7 +90,7 @@ async def bench(jobs: int, replicas: int, rounds: int, concurrency: int) -> dict
         workers = [
             RtmProcess(
                 "rtm-jobs",
-                settings_env(core.settings, ops_http_addr=f"127.0.0.1:{free_port()}"),
+                settings_env(core.settings, ops_http_addr=f"127.0.0.1:{bench_port()}"),
                 name=f"rtm-jobs-{n}",
             )
             for n in range(replicas)

@@ -35,10 +35,10 @@ from typing import Any
 import asyncpg
 import httpx
 from bench_reconcile import seed_records
-from benchkit import REPO, BenchRig, bench_core, load_fields
+from benchkit import REPO, BenchRig, bench_core, bench_port, load_fields
 
 sys.path.insert(0, str(REPO / "tests"))
-from processes import RtmProcess, free_port, settings_env
+from processes import RtmProcess, settings_env
 
 RUNTIMES = "/api/v1/internal/runtimes"
 PAGE = 100
@@ -130,7 +130,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     async with bench_core() as core:
         game_ids = [f"read-{i:05d}" for i in range(args.records)]
         await seed_records(core, game_ids, "running", [f"c-{g}" for g in game_ids])
-        port = free_port()
+        port = bench_port()
         env = settings_env(core.settings, internal_http_addr=f"127.0.0.1:{port}")
         server = RtmProcess("rtm-api", env)
         await server.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -177,3 +178,23 @@ def load_fields() -> dict[str, Any]:
     """The machine a figure was measured on: cores and the load average then."""
     one, five, _ = os.getloadavg()
     return {"cpus": os.cpu_count(), "load1": round(one, 2), "load5": round(five, 2)}
+
+
+_handed_out: set[int] = set()
+
+
+def bench_port() -> int:
+    """A free loopback port from `RTM_BENCH_PORTS` (`first-last`, default
+    18300-18399): benchmarks share the machine, so they keep to a range of their own."""
+    first, last = (int(p) for p in os.environ.get("RTM_BENCH_PORTS", "18300-18399").split("-"))
+    for port in range(first, last + 1):
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    sys.exit(f"no free port in RTM_BENCH_PORTS {first}-{last}")
