@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -33,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchkit import IMAGE, REPO, bench_core, bench_port, bounded, load_fields
+from bench_reconcile import raw_list_ms
+from benchkit import IMAGE, REPO, BenchRig, bench_core, bench_port, bounded, load_fields
 
 from rtm_core.domain.vocabulary import OpSource
+from rtm_reconciler.bootstrap import bootstrap as reconciler_deps
+from rtm_reconciler.reconciler import Reconciler
 
 sys.path.insert(0, str(REPO / "tests"))
 from processes import RtmProcess, settings_env
@@ -105,6 +109,31 @@ async def loop_iterations(port: int) -> dict[str, float]:
     for m in re.finditer(pattern, text, re.M):
         found[m.group(1)] = float(m.group(2))
     return found
+
+
+async def steady_pass(core: BenchRig, repeat: int = 5) -> dict[str, Any]:
+    """The reconcile pass over these N running engines, nothing drifted (the
+    steady state), beside the raw Docker list it cannot go below."""
+    reconciler = Reconciler(reconciler_deps(core.infra, core.adapters), asyncio.Event())
+    walls, lists = [], []
+    for _ in range(repeat):
+        report = await reconciler.reconcile()
+        walls.append(report.duration_ms)
+        lists.append(report.list_ms)
+    floor = await raw_list_ms(core, repeat)
+    print(
+        f"steady reconcile pass over {report.records} records / {report.containers} running "
+        f"engines: {statistics.median(walls):.0f} ms (its list {statistics.median(lists):.0f} ms;"
+        f" raw Docker list {floor:.0f} ms)"
+    )
+    return {
+        "wall_ms": round(statistics.median(walls), 1),
+        "list_ms": round(statistics.median(lists), 1),
+        "floor_ms": round(floor, 1),
+        "records": report.records,
+        "drifts": report.disposed + report.observed_exited + report.adopted,
+        "load": load_fields(),
+    }
 
 
 async def bench(engines: int, window: float) -> dict[str, Any]:
@@ -184,6 +213,7 @@ async def bench(engines: int, window: float) -> dict[str, Any]:
                 "inspect_worker": round(elapsed / INSPECT_INTERVAL_S, 1),
             }
             result["watcher_cpu_share"] = result["services"]["rtm-watcher"]["cpu_share"]
+            result["steady_pass"] = await steady_pass(core)
         finally:
             for p in processes:
                 await p.close()
