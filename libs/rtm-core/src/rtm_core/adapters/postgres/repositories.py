@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -160,6 +161,45 @@ _GET_RECORD = (
 )
 
 
+def _typed(table: Any, columns: Sequence[str], first: int) -> str:
+    """`$n::type, …` for `columns` of `table`, numbered from `first`."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return ", ".join(
+        f"${first + i}::{table.c[c].type.compile(dialect=dialect)}" for i, c in enumerate(columns)
+    )
+
+
+_FENCED_RECORD_COLUMNS = [c for c in _RECORD_COLUMNS if c != "created_at"]
+_LOG_COLUMNS = [f.name for f in dataclasses.fields(OperationLogEntry) if f.name != "id"]
+#: `commit_operation`'s usual case as one statement (issue 14): the fence claimed
+#: (refused when a newer one is stored), then the record and the row written only
+#: if it was. One statement is one transaction; the fence row stays locked until
+#: it ends, as in the multi-statement transaction this replaces.
+_FENCED_COMMIT = f"""
+WITH f AS (
+  INSERT INTO {SCHEMA}.game_fences AS g (game_id, fence, last_job_id)
+  VALUES ($1::text, $2::bigint, $3::text)
+  ON CONFLICT (game_id) DO UPDATE SET fence = EXCLUDED.fence,
+    last_job_id = COALESCE(EXCLUDED.last_job_id, g.last_job_id), updated_at = now()
+  WHERE g.fence <= EXCLUDED.fence
+  RETURNING 1
+), r AS (
+  INSERT INTO {SCHEMA}.runtime_records AS t ({", ".join(_FENCED_RECORD_COLUMNS)})
+  SELECT {_typed(_RECORD_TABLE, _FENCED_RECORD_COLUMNS, 4)} WHERE EXISTS (SELECT 1 FROM f)
+  ON CONFLICT (game_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _FENCED_RECORD_COLUMNS if c != "game_id")}
+  RETURNING t.created_at
+), l AS (
+  INSERT INTO {SCHEMA}.operation_log ({", ".join(_LOG_COLUMNS)})
+  SELECT {_typed(_LOG_TABLE, _LOG_COLUMNS, 4 + len(_FENCED_RECORD_COLUMNS))}
+  WHERE EXISTS (SELECT 1 FROM f)
+  RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM f), (SELECT created_at FROM r), (SELECT id FROM l)
+"""
+_GET_FENCE = f"SELECT fence, last_job_id FROM {SCHEMA}.game_fences WHERE game_id = $1"
+
+
 class Repositories:
     def __init__(self, engine: AsyncEngine, *, read_dsn: str | None = None) -> None:
         """`read_dsn`: serve `get_record` from a plain asyncpg pool over it (see
@@ -253,6 +293,10 @@ class Repositories:
 
     @traced
     async def get_fence(self, game_id: str) -> GameFence | None:
+        pool = await self._plain()
+        if pool is not None:
+            found = await pool.fetchrow(_GET_FENCE, game_id)
+            return None if found is None else GameFence(found[0], found[1])
         async with self._reads() as s:
             row = await s.get(GameFenceRow, game_id)
         return None if row is None else GameFence(row.fence, row.last_job_id)
@@ -344,6 +388,16 @@ class Repositories:
         finish_patch: bool = False,
         reset_crash_history: bool = False,
     ) -> None:
+        pool = await self._plain()
+        if (
+            pool is not None
+            and fence is not None
+            and record is not None
+            and not finish_patch
+            and not reset_crash_history
+        ):
+            await self._fenced_commit(pool, entry, record, fence, job_id)
+            return
         async with self._sessions() as s, s.begin():
             if fence is not None:
                 await _claim_fence(s, entry.game_id, fence, job_id)
@@ -357,6 +411,29 @@ class Repositories:
             s.add(row)
             await s.flush()
             entry.id = row.id
+
+    async def _fenced_commit(
+        self,
+        pool: asyncpg.Pool,
+        entry: OperationLogEntry,
+        record: RuntimeRecord,
+        fence: int,
+        job_id: str | None,
+    ) -> None:
+        claimed, created_at, row_id = await pool.fetchrow(
+            _FENCED_COMMIT,
+            entry.game_id,
+            fence,
+            job_id,
+            *(getattr(record, c) for c in _FENCED_RECORD_COLUMNS),
+            *(getattr(entry, c) for c in _LOG_COLUMNS),
+        )
+        if not claimed:
+            raise FencedOut(
+                f"game {entry.game_id} was written under a newer lease than fence {fence}"
+            )
+        record.created_at = created_at
+        entry.id = row_id
 
     # operation_log ---------------------------------------------------------
 
