@@ -72,6 +72,22 @@ async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
     await bounded(16, [c.delete(force=True) for c in listed])
 
 
+async def _remove_network(client: aiodocker.Docker, network: str) -> None:
+    """The bench's network, once the daemon has let go of the endpoints of the
+    containers just removed (after a thousand it can take a while)."""
+    for attempt in range(30):
+        try:
+            await (await client.networks.get(network)).delete()
+            return
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return
+            if attempt == 29:
+                print(f"could not remove network {network}: {exc.message}", file=sys.stderr)
+                return
+            await asyncio.sleep(2)
+
+
 @dataclass(frozen=True)
 class BenchRig:
     """What a benchmark holds: the infrastructure and every adapter over it,
@@ -162,7 +178,7 @@ async def bench_core(
         yield rig
     finally:
         await remove_stack(client, stack)
-        await (await client.networks.get(network)).delete()
+        await _remove_network(client, network)
         await client.close()
         keys = [k async for k in infra.redis.scan_iter(f"*{stack}*")]
         if keys:
