@@ -1,7 +1,7 @@
 """N idle engines on this machine (issue 14): what RTM itself costs while nothing happens.
 
     source .rtm-dev/test.env && .venv/bin/python bench/bench_idle.py \
-        [--engines 1000] [--window 60] [--json out.json]
+        [--engines 1000] [--window 90] [--json out.json]
 
 N real engines (`galaxy/test-engine` polling every 5 s: `IDLE_IMAGE`) are started through the core
 (`Lifecycle.start`, 16 at once), then the four services run as their console
@@ -230,7 +230,8 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"  RTM total CPU {r['rtm_cpu_share']:.1%}, RSS {r['rtm_rss_mb']:.0f} MB; engines "
         f"{r['engines_cpu_share']:.1%}, dockerd {r['dockerd_cpu_share'] or 0:.1%}\n"
-        f"  watcher cycles {r['watcher_cycles']} (at least {r['watcher_cycles_expected']} if each fits its interval), "
+        f"  watcher cycles {r['watcher_cycles']} (at least "
+        f"{r['watcher_cycles_expected']} if each fits its interval), "
         f"watcher CPU {r['watcher_cpu_share']:.1%} (target ≤ {WATCHER_TARGET_SHARE:.0%})"
     )
 
