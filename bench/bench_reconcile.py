@@ -30,6 +30,8 @@ import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +230,9 @@ async def real_engines(core: BenchRig, times: DockerTimes, n: int) -> None:
     await timed_pass(core, times, f"real-{n} all vanished")
 
 
-async def thousand(core: BenchRig, times: DockerTimes, n: int, batch: int) -> None:
+async def thousand(
+    core: BenchRig, times: DockerTimes, n: int, batch: int, profile_dir: str | None = None
+) -> None:
     game_ids = [f"bench-{i:04d}" for i in range(n)]
     container_ids: list[str | None] = list(await create_idle(core, game_ids))
     await seed_records(core, game_ids, "stopped", container_ids)
@@ -246,8 +250,41 @@ async def thousand(core: BenchRig, times: DockerTimes, n: int, batch: int) -> No
     await reset(core)
     await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
     floor = await raw_list_ms(core) + await raw_write_ms(core)
-    await timed_pass(core, times, f"vanished-{n}", batch=batch)
+    with profiled(profile_dir, "reconcile-vanished-batched.txt"):
+        await timed_pass(core, times, f"vanished-{n}", batch=batch)
     RESULTS[f"vanished-{n}"]["floor_ms"] = round(floor, 1)
+
+    # The same repair game by game, as the pass did before issue 14 (one
+    # `reconcile_dispose` per game, 16 at once): the gain, measured in this run.
+    await reset(core)
+    await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
+    began, cpu = time.perf_counter(), time.process_time()
+    with profiled(profile_dir, "reconcile-vanished-per-game.txt"):
+        await bounded(16, [core.lifecycle.reconcile_dispose(g) for g in game_ids])
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    RESULTS[f"vanished-{n}-per-game"] = {
+        "wall_s": round(wall, 3),
+        "rtm_cpu_s": round(cpu, 3),
+        "load": load_fields(),
+    }
+    print(f"{f'vanished-{n} per game (before)':<28} {wall:6.3f}s  RTM CPU {cpu:.2f}s")
+
+
+@contextmanager
+def profiled(directory: str | None, name: str) -> Iterator[None]:
+    """pyinstrument over the block (wall-clock, async-aware) into `directory/name`."""
+    if directory is None:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(async_mode="enabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        Path(directory, name).write_text(profiler.output_text(unicode=False))
 
 
 async def main() -> None:
@@ -256,6 +293,7 @@ async def main() -> None:
     parser.add_argument("--real", type=int, default=50)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--profile-dir", help="pyinstrument text of the vanished passes here")
     args = parser.parse_args()
     times = DockerTimes()
     async with bench_core(times.record) as core:
@@ -263,7 +301,7 @@ async def main() -> None:
         print(f"target: one pass ≤ {TARGET_S:.1f}s (SPEC §10); {os.cpu_count()} CPUs, load {load}")
         await real_engines(core, times, args.real)
         await reset(core)
-        await thousand(core, times, args.records, args.batch)
+        await thousand(core, times, args.records, args.batch, args.profile_dir)
     if args.json:
         Path(args.json).write_text(json.dumps(RESULTS, indent=1))
 

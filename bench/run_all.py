@@ -122,6 +122,16 @@ def _reconcile(ci: bool, add: Add) -> None:
                 fmt_load(v["load"]),
                 verdict(v["wall_s"] <= 2.0),
             )
+        if before := r.get(f"vanished-{n}-per-game"):
+            add(
+                "the same repair game by game (the pass before issue 14), same run",
+                "-",
+                f"{before['wall_s']:.2f} s (RTM CPU {before['rtm_cpu_s']:.2f} s)",
+                "-",
+                f"{before['wall_s'] / v['wall_s']:.1f}x the batched pass" if v else "-",
+                fmt_load(before["load"]),
+                "-",
+            )
         for key in (f"exited-{n}", f"adopt-{n}"):
             if e := r.get(key):
                 add(
