@@ -197,6 +197,70 @@ WITH f AS (
 )
 SELECT EXISTS (SELECT 1 FROM f), (SELECT created_at FROM r), (SELECT id FROM l)
 """
+_GET_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE game_id = ANY($1::text[])"
+)
+
+
+def _arrays(table: Any, columns: Sequence[str]) -> str:
+    """`unnest($1::type[], …)` over `columns` of `table`: many rows, one parameter a column."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return "unnest({})".format(
+        ", ".join(
+            f"${i + 1}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(columns)
+        )
+    )
+
+
+#: `commit_operations` on the plain pool: one statement per table, whole
+#: columns as arrays (no per-row SQL to build or parse).
+_CLAIM_FENCES = f"""
+INSERT INTO {SCHEMA}.game_fences AS g (game_id, fence)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (game_id) DO UPDATE SET fence = EXCLUDED.fence, updated_at = now()
+WHERE g.fence <= EXCLUDED.fence
+RETURNING game_id
+"""
+_UPSERT_RECORDS = f"""
+INSERT INTO {SCHEMA}.runtime_records AS t ({", ".join(_FENCED_RECORD_COLUMNS)})
+SELECT * FROM {_arrays(_RECORD_TABLE, _FENCED_RECORD_COLUMNS)}
+ON CONFLICT (game_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in _FENCED_RECORD_COLUMNS if c != "game_id")}
+RETURNING game_id, created_at
+"""
+_APPEND_ROWS = f"""
+INSERT INTO {SCHEMA}.operation_log ({", ".join(_LOG_COLUMNS)})
+SELECT * FROM {_arrays(_LOG_TABLE, _LOG_COLUMNS)}
+RETURNING id, game_id
+"""
+
+
+async def _commit_many(pool: asyncpg.Pool, ordered: Sequence[FencedCommit]) -> set[str]:
+    """`Repositories.commit_operations` in three statements and one transaction."""
+    fenced = [c for c in ordered if c.fence is not None]
+    async with pool.acquire() as conn, conn.transaction():
+        refused: set[str] = set()
+        if fenced:
+            claimed = await conn.fetch(
+                _CLAIM_FENCES, [c.entry.game_id for c in fenced], [c.fence for c in fenced]
+            )
+            refused = {c.entry.game_id for c in fenced} - {r[0] for r in claimed}
+        kept = [c for c in ordered if c.entry.game_id not in refused]
+        records = [c.record for c in kept if c.record is not None]
+        if records:
+            columns = [[getattr(r, c) for r in records] for c in _FENCED_RECORD_COLUMNS]
+            created = dict(await conn.fetch(_UPSERT_RECORDS, *columns))
+            for r in records:
+                r.created_at = created[r.game_id]
+        if kept:
+            columns = [[getattr(c.entry, n) for c in kept] for n in _LOG_COLUMNS]
+            ids = {game_id: row_id for row_id, game_id in await conn.fetch(_APPEND_ROWS, *columns)}
+            for c in kept:
+                c.entry.id = ids[c.entry.game_id]
+    return refused
+
+
 _GET_FENCE = f"SELECT fence, last_job_id FROM {SCHEMA}.game_fences WHERE game_id = $1"
 
 
@@ -303,6 +367,10 @@ class Repositories:
 
     @traced
     async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        pool = await self._plain()
+        if pool is not None:
+            rows = await pool.fetch(_GET_RECORDS, list(game_ids))
+            return {r["game_id"]: RuntimeRecord(**dict(r.items())) for r in rows}
         query = select(RuntimeRecordRow).where(col(RuntimeRecordRow.game_id).in_(list(game_ids)))
         return {r.game_id: r for r in await self._records(query)}
 
@@ -320,6 +388,9 @@ class Repositories:
         refused on its own when a newer one is stored, the rest row-locked
         until commit), then the records and rows of the games whose fence held."""
         ordered = sorted(commits, key=lambda c: c.entry.game_id)
+        pool = await self._plain()
+        if pool is not None:
+            return await _commit_many(pool, ordered)
         refused: set[str] = set()
         async with self._sessions() as s, s.begin():
             fenced = [c for c in ordered if c.fence is not None]
