@@ -1,10 +1,12 @@
 """The reconcile pass (SPEC §8): PostgreSQL records brought in line with Docker.
 
 One pass lists this stack's containers once and the live records once, plans
-the drifts in memory, then settles each game with the core's drift calls
-(`Lifecycle.reconcile_*`), several games at once. Every drift is
-re-checked by the core under the game's lease, so a start, stop or restart
-that raced the pass wins and the pass writes nothing for that game.
+the drifts in memory, then settles them with the core's batched drift call
+(`Lifecycle.reconcile_many`, `RECONCILE_BATCH` games a call: one lease
+pipeline, one transaction and one publish per batch rather than per game).
+Every drift is re-checked by the core under the game's lease, so a start,
+stop or restart that raced the pass wins and the pass writes nothing for
+that game.
 
 Drifts, per game:
 
