@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -261,6 +262,24 @@ async def _commit_many(pool: asyncpg.Pool, ordered: Sequence[FencedCommit]) -> s
     return refused
 
 
+#: A watcher cycle's snapshots in one statement (issue 14), whole columns as arrays.
+_UPSERT_SNAPSHOTS = f"""
+INSERT INTO {SCHEMA}.health_snapshots AS h ({", ".join(_SNAPSHOT_COLUMNS)})
+SELECT g, c, st, so, o, d::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+  AS u(g, c, st, so, o, d)
+ON CONFLICT (game_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in _SNAPSHOT_COLUMNS if c != "game_id")}
+"""
+_LIST_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE ($1::text IS NULL OR status = $1) AND ($2::boolean IS NULL OR quarantined = $2)"
+    " ORDER BY game_id"
+)
+_LIVE_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE status <> 'removed' ORDER BY game_id"
+)
 _GET_FENCE = f"SELECT fence, last_job_id FROM {SCHEMA}.game_fences WHERE game_id = $1"
 
 
@@ -309,6 +328,10 @@ class Repositories:
     async def list_records(
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]:
+        pool = await self._plain()
+        if pool is not None:  # every cycle of the watcher, every REST list
+            rows = await pool.fetch(_LIST_RECORDS, status, quarantined)
+            return [RuntimeRecord(**dict(r.items())) for r in rows]
         query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecordRow.status) == status)
@@ -319,6 +342,10 @@ class Repositories:
     @traced
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
+        pool = await self._plain()
+        if pool is not None:  # every reconcile pass
+            rows = await pool.fetch(_LIVE_RECORDS)
+            return [RuntimeRecord(**dict(r.items())) for r in rows]
         query = (
             select(RuntimeRecordRow)
             .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
@@ -533,6 +560,12 @@ class Repositories:
             {s.game_id: {c: getattr(s, c) for c in _SNAPSHOT_COLUMNS} for s in snapshots}.values()
         )
         if not latest:
+            return
+        pool = await self._plain()
+        if pool is not None:
+            columns = [[row[c] for row in latest] for c in _SNAPSHOT_COLUMNS]
+            columns[-1] = [json.dumps(d) for d in columns[-1]]  # details, as jsonb text
+            await pool.execute(_UPSERT_SNAPSHOTS, *columns)
             return
         async with self._sessions() as s, s.begin():
             for at in range(0, len(latest), _SNAPSHOT_BATCH):
