@@ -180,9 +180,13 @@ swarm-multinode: deps venv engine-image ## 3 dockerds in netns: 12 games, spread
 	tests/swarm/multinode.sh $(MULTINODE_ARGS)
 
 # ----------------------------------------------------------------- benchmarks
-# SPEC §10 targets, measured against real Docker/PostgreSQL/Redis (never in tests).
+# SPEC §10 and issue 14 targets, measured against real Docker/PostgreSQL/Redis
+# (never in tests). BENCH_ARGS='--only read,api' re-runs some, keeping the others.
+BENCH_ARGS ?=
 
-.PHONY: bench
-bench: deps venv engine-image ## SPEC §10 benchmarks (bench/*.py), one after the other
-	source $(TEST_ENV) && for b in api jobs watcher reconcile; do \
-		echo "== bench_$$b"; $(BIN)/python bench/bench_$$b.py; done
+.PHONY: bench bench-ci
+bench: deps venv engine-image ## issue 14 benchmarks, each beside its raw floor; writes bench/RESULTS.md (~20 min)
+	source $(TEST_ENV) && $(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+bench-ci: deps venv engine-image ## the short variant (a few minutes); writes .rtm-dev/bench/RESULTS-ci.md
+	source $(TEST_ENV) && $(BIN)/python bench/run_all.py --ci $(BENCH_ARGS)

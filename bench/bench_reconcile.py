@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import aiodocker
-from benchkit import IMAGE, BenchRig, bench_core, bounded, remove_stack
+import asyncpg
+from benchkit import IMAGE, BenchRig, bench_core, bounded, load_fields, remove_stack
 
 from rtm_core.domain.vocabulary import OpSource, engine_endpoint
 from rtm_reconciler.bootstrap import bootstrap
@@ -118,11 +124,60 @@ async def seed_records(
         )
 
 
+async def raw_list_ms(core: BenchRig, repeat: int = 3) -> float:
+    """The floor of any pass: Docker's own list of this stack's containers
+    (the same filters, straight through aiodocker), median of `repeat`."""
+    client = aiodocker.Docker()
+    labels = ["com.galaxy.owner=rtmanager", f"com.galaxy.stack={core.settings.stack}"]
+    times = []
+    try:
+        for _ in range(repeat):
+            began = time.perf_counter()
+            await client.containers.list(all=True, filters=json.dumps({"label": labels}))
+            times.append(time.perf_counter() - began)
+    finally:
+        await client.close()
+    return statistics.median(times) * 1000
+
+
+async def raw_write_ms(core: BenchRig) -> float:
+    """The floor of a repair: the same durable writes as raw SQL (every live
+    record marked removed, one operation_log row each), one transaction, rolled back."""
+    dsn = core.settings.postgres_primary_dsn.split("?")[0]
+    conn = await asyncpg.connect(dsn)
+    try:
+        began = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE rtmanager.runtime_records SET status = 'removed', removed_at = now(),"
+                " last_op_at = now() WHERE status <> 'removed'"
+            )
+            await conn.execute(
+                "INSERT INTO rtmanager.operation_log (game_id, op_kind, op_source, outcome,"
+                " started_at, finished_at) SELECT game_id, 'reconcile_dispose', 'reconciler',"
+                " 'success', now(), now() FROM rtmanager.runtime_records"
+            )
+            elapsed = time.perf_counter() - began
+            raise _Rollback
+    except _Rollback:
+        pass
+    finally:
+        await conn.close()
+    return elapsed * 1000
+
+
+class _Rollback(Exception):
+    pass
+
+
+RESULTS: dict[str, dict[str, Any]] = {}
+
+
 async def timed_pass(
-    core: BenchRig, times: DockerTimes, label: str, *, repeat: int = 1, concurrency: int = 16
+    core: BenchRig, times: DockerTimes, label: str, *, repeat: int = 1, batch: int = 250
 ) -> float:
     deps = bootstrap(core.infra, core.adapters)  # what `rtm-reconciler` main builds
-    reconciler = Reconciler(deps, asyncio.Event(), concurrency=concurrency)
+    reconciler = Reconciler(deps, asyncio.Event(), batch_size=batch)
     durations = []
     cpu = time.process_time()
     for _ in range(repeat):
@@ -130,6 +185,18 @@ async def timed_pass(
         durations.append(report.duration_ms / 1000)
     cpu = (time.process_time() - cpu) / repeat
     wall = statistics.median(durations)
+    RESULTS[label] = {
+        "wall_s": round(wall, 3),
+        "list_ms": report.list_ms,
+        "records_ms": report.records_ms,
+        "settle_ms": report.settle_ms,
+        "rtm_cpu_s": round(cpu, 3),
+        "records": report.records,
+        "containers": report.containers,
+        "drifts": report.disposed + report.observed_exited + report.adopted,
+        "failed": report.failed,
+        "load": load_fields(),
+    }
     verdict = "ok" if wall <= TARGET_S else "OVER TARGET"
     print(
         f"{label:<28} {wall:6.3f}s  [{verdict}]  records {report.records}, containers "
@@ -163,30 +230,70 @@ async def real_engines(core: BenchRig, times: DockerTimes, n: int) -> None:
     await timed_pass(core, times, f"real-{n} all vanished")
 
 
-async def thousand(core: BenchRig, times: DockerTimes, n: int, concurrency: int) -> None:
+async def thousand(
+    core: BenchRig, times: DockerTimes, n: int, batch: int, profile_dir: str | None = None
+) -> None:
     game_ids = [f"bench-{i:04d}" for i in range(n)]
     container_ids: list[str | None] = list(await create_idle(core, game_ids))
     await seed_records(core, game_ids, "stopped", container_ids)
     await timed_pass(core, times, f"in-sync-{n}", repeat=5)
+    RESULTS[f"in-sync-{n}"]["floor_ms"] = round(await raw_list_ms(core, 5), 1)
 
     async with core.postgres.begin() as conn:
         await conn.exec_driver_sql("UPDATE rtmanager.runtime_records SET status = 'running'")
-    await timed_pass(core, times, f"exited-{n}", concurrency=concurrency)
+    await timed_pass(core, times, f"exited-{n}", batch=batch)
 
     async with core.postgres.begin() as conn:  # no records at all: every container is adopted
         await conn.exec_driver_sql(TRUNCATE)
-    await timed_pass(core, times, f"adopt-{n}", concurrency=concurrency)
+    await timed_pass(core, times, f"adopt-{n}", batch=batch)
 
     await reset(core)
     await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
-    await timed_pass(core, times, f"vanished-{n}", concurrency=concurrency)
+    floor = await raw_list_ms(core) + await raw_write_ms(core)
+    with profiled(profile_dir, "reconcile-vanished-batched.txt"):
+        await timed_pass(core, times, f"vanished-{n}", batch=batch)
+    RESULTS[f"vanished-{n}"]["floor_ms"] = round(floor, 1)
+
+    # The same repair game by game, as the pass did before issue 14 (one
+    # `reconcile_dispose` per game, 16 at once): the gain, measured in this run.
+    await reset(core)
+    await seed_records(core, game_ids, "running", [f"gone-{g}" for g in game_ids])
+    began, cpu = time.perf_counter(), time.process_time()
+    with profiled(profile_dir, "reconcile-vanished-per-game.txt"):
+        await bounded(16, [core.lifecycle.reconcile_dispose(g) for g in game_ids])
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    RESULTS[f"vanished-{n}-per-game"] = {
+        "wall_s": round(wall, 3),
+        "rtm_cpu_s": round(cpu, 3),
+        "load": load_fields(),
+    }
+    print(f"{f'vanished-{n} per game (before)':<28} {wall:6.3f}s  RTM CPU {cpu:.2f}s")
+
+
+@contextmanager
+def profiled(directory: str | None, name: str) -> Iterator[None]:
+    """pyinstrument over the block (wall-clock, async-aware) into `directory/name`."""
+    if directory is None:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(async_mode="enabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        Path(directory, name).write_text(profiler.output_text(unicode=False))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--real", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--profile-dir", help="pyinstrument text of the vanished passes here")
     args = parser.parse_args()
     times = DockerTimes()
     async with bench_core(times.record) as core:
@@ -194,7 +301,9 @@ async def main() -> None:
         print(f"target: one pass ≤ {TARGET_S:.1f}s (SPEC §10); {os.cpu_count()} CPUs, load {load}")
         await real_engines(core, times, args.real)
         await reset(core)
-        await thousand(core, times, args.records, args.concurrency)
+        await thousand(core, times, args.records, args.batch, args.profile_dir)
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=1))
 
 
 if __name__ == "__main__":

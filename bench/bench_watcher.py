@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from typing import Any
 
 import aiodocker
 import httpx
-from benchkit import IMAGE, BenchRig, bench_core, bounded
+from benchkit import IMAGE, BenchRig, bench_core, bench_port, bounded
 from sqlalchemy import insert
 
 from rtm_core.adapters.postgres.tables import HealthSnapshotRow, RuntimeRecordRow
@@ -157,14 +156,8 @@ async def bench_kills(kills: int) -> None:
 # (b) probe cycle over N engines ---------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def fake_engines(slow: list[int]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    port = bench_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", FAKE_ENGINES, str(port), ",".join(map(str, slow))]
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,22 @@ async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
         all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
     )
     await bounded(16, [c.delete(force=True) for c in listed])
+
+
+async def _remove_network(client: aiodocker.Docker, network: str) -> None:
+    """The bench's network, once the daemon has let go of the endpoints of the
+    containers just removed (after a thousand it can take a while)."""
+    for attempt in range(30):
+        try:
+            await (await client.networks.get(network)).delete()
+            return
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return
+            if attempt == 29:
+                print(f"could not remove network {network}: {exc.message}", file=sys.stderr)
+                return
+            await asyncio.sleep(2)
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ async def bench_core(
         yield rig
     finally:
         await remove_stack(client, stack)
-        await (await client.networks.get(network)).delete()
+        await _remove_network(client, network)
         await client.close()
         keys = [k async for k in infra.redis.scan_iter(f"*{stack}*")]
         if keys:
@@ -171,3 +188,29 @@ async def bench_core(
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
         shutil.rmtree(state_root, ignore_errors=True)
+
+
+def load_fields() -> dict[str, Any]:
+    """The machine a figure was measured on: cores and the load average then."""
+    one, five, _ = os.getloadavg()
+    return {"cpus": os.cpu_count(), "load1": round(one, 2), "load5": round(five, 2)}
+
+
+_handed_out: set[int] = set()
+
+
+def bench_port() -> int:
+    """A free loopback port from `RTM_BENCH_PORTS` (`first-last`, default
+    18300-18399): benchmarks share the machine, so they keep to a range of their own."""
+    first, last = (int(p) for p in os.environ.get("RTM_BENCH_PORTS", "18300-18399").split("-"))
+    for port in range(first, last + 1):
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    sys.exit(f"no free port in RTM_BENCH_PORTS {first}-{last}")

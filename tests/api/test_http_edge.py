@@ -144,8 +144,8 @@ def test_the_openapi_document_says_what_the_server_does() -> None:
     # The REST record is the `001` contract's RuntimeRecord, field for field and in
     # order, plus issue 12's additive `quarantined` (rendered only with
     # RTMANAGER_AUTO_RESTART=on); the table holds the contract's columns first, then
-    # RTM-internal ones (placement_node) and quarantined. Issue 13's `usage` comes
-    # last, rendered only with `?view=wide` (from `engine_usage`, not this table).
+    # RTM-internal ones (placement_node) and quarantined. Issue 13's wide view is
+    # the same record plus `usage` (from `engine_usage`, not this table).
     contract = [
         "game_id",
         "status",
@@ -160,7 +160,9 @@ def test_the_openapi_document_says_what_the_server_does() -> None:
         "last_op_at",
         "created_at",
     ]
-    assert list(schemas["RuntimeRecord"]["properties"]) == [*contract, "quarantined", "usage"]
+    assert list(schemas["RuntimeRecord"]["properties"]) == [*contract, "quarantined"]
+    wide = [*contract, "quarantined", "usage"]
+    assert list(schemas["RuntimeRecordWide"]["properties"]) == wide
     columns = [c.name for c in RuntimeRecordRow.__table__.columns]
     assert columns[: len(contract)] == contract
     assert columns[len(contract) :] == ["placement_node", "quarantined"]

@@ -21,6 +21,7 @@ from rig import Rig
 
 from rtm_core.domain.engine import ContainerInfo
 from rtm_core.domain.records import RuntimeRecord
+from rtm_core.lifecycle import Drift, DriftOutcome, DriftResult
 from rtm_reconciler.reconciler import Reconciler, plan_pass
 
 
@@ -191,14 +192,18 @@ async def test_a_failing_game_is_logged_and_the_pass_goes_on(
     records = await asyncio.gather(start_engine(core, broken), start_engine(core, fine))
     for record in records:
         await vanish(docker, record.current_container_id)
-    real_dispose = core.lifecycle.reconcile_dispose
+    real_many = core.lifecycle.reconcile_many
 
-    async def dispose(gid: str) -> bool:  # fault injection for one game only
-        if gid == broken:
-            raise ConnectionResetError("injected")
-        return await real_dispose(gid)
+    async def many(drifts: list[Drift]) -> list[DriftResult]:  # fault injection for one game
+        results = await real_many([d for d in drifts if d.game_id != broken])
+        failed = [
+            DriftResult(d.game_id, d.kind, DriftOutcome.FAILED, ConnectionResetError("injected"))
+            for d in drifts
+            if d.game_id == broken
+        ]
+        return results + failed
 
-    monkeypatch.setattr(core.lifecycle, "reconcile_dispose", dispose)
+    monkeypatch.setattr(core.lifecycle, "reconcile_many", many)
     with caplog.at_level(logging.WARNING, logger="rtm_reconciler"):
         report = await reconciler.reconcile()
 

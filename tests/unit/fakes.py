@@ -495,6 +495,31 @@ class FakeRepositories:
     async def get_fence(self, game_id: str) -> GameFence | None:
         return self.fences.get(game_id)
 
+    async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        return {g: self._read(self.records[g]) for g in game_ids if g in self.records}
+
+    async def get_fences(self, game_ids: Sequence[str]) -> dict[str, GameFence]:
+        return {g: self.fences[g] for g in game_ids if g in self.fences}
+
+    async def commit_operations(self, commits: Sequence[ports.FencedCommit]) -> set[str]:
+        """All or nothing like the transaction: a scripted failure writes nothing."""
+        if self.commit_failures:
+            raise self.commit_failures.pop(0)
+        refused = set()
+        for c in commits:
+            stored = self.fences.get(c.entry.game_id)
+            if c.fence is not None and stored is not None and stored.fence > c.fence:
+                refused.add(c.entry.game_id)
+                continue
+            if c.fence is not None:
+                last_job_id = stored.last_job_id if stored else None
+                self.fences[c.entry.game_id] = GameFence(c.fence, last_job_id)
+            if c.record is not None:
+                self._upsert(c.record)
+            c.entry.id = next(self._ids)
+            self.op_log.append(copy.deepcopy(c.entry))
+        return refused
+
     async def commit_operation(
         self,
         entry: OperationLogEntry,
@@ -681,6 +706,29 @@ class FakeGameLeases:
             if self.holders.get(game_id) is grant:
                 del self.holders[game_id]
 
+    @asynccontextmanager
+    async def hold_many(self, game_ids: Sequence[str]) -> AsyncIterator[dict[str, FakeLeaseGrant]]:
+        """Each game tried once, no wait: those another holder has are left out."""
+        grants: dict[str, FakeLeaseGrant] = {}
+        for game_id in dict.fromkeys(game_ids):
+            if game_id in self.holders:
+                self.conflicts += 1
+                if self._on_conflict is not None:
+                    self._on_conflict()
+                continue
+            fence = self.fence_counters.get(game_id, 0) + 1
+            self.fence_counters[game_id] = fence
+            grant = FakeLeaseGrant(self, game_id, fence, order_id_at(self._now_ms()))
+            self.holders[game_id] = grant
+            self.grants.append(grant)
+            grants[game_id] = grant
+        try:
+            yield grants
+        finally:
+            for game_id, grant in grants.items():
+                if self.holders.get(game_id) is grant:
+                    del self.holders[game_id]
+
     async def is_held(self, game_id: str) -> bool:
         return game_id in self.holders
 
@@ -714,6 +762,9 @@ class FakeEventPublisher:
             raise self.health_failure
         self.health_events.append(event)
         return self._entry_id()
+
+    async def health_event_batch(self, events: Sequence[HealthEvent]) -> list[str]:
+        return [await self.health_event(e) for e in events]
 
     async def notification_intent(self, intent: NotificationIntent) -> str:
         if self.notification_failure is not None:

@@ -3,13 +3,16 @@ backend shows, each under the game's lease, and never a container touched."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 
 from rtm_core.domain.engine import parse_docker_time
-from rtm_core.domain.errors import OperationInProgress
-from rtm_core.lifecycle import Lifecycle
+from rtm_core.domain.errors import OperationInProgress, ServiceUnavailable
+from rtm_core.domain.ordering import GameFence
+from rtm_core.domain.vocabulary import OpKind
+from rtm_core.lifecycle import Drift, DriftOutcome, Lifecycle
 from unit.fakes import EPOCH, Fakes
 from unit.helpers import GAME, GM, V100, row_of
 
@@ -225,3 +228,129 @@ async def test_a_busy_game_is_skipped_without_a_row(lifecycle: Lifecycle, fakes:
     assert fakes.rows("g-2") == [] and fakes.record("g-2") is None
     record = fakes.record(GAME)
     assert record is not None and record.status == "running"
+
+
+# reconcile_many: the same drifts, many games in one batch ---------------------
+
+
+async def _started(lifecycle: Lifecycle, game_id: str) -> str:
+    started = await lifecycle.start(game_id, V100, GM)
+    assert started.record is not None and started.record.current_container_id
+    return started.record.current_container_id
+
+
+async def test_a_batch_writes_what_the_per_game_calls_write(
+    lifecycle: Lifecycle, fakes: Fakes
+) -> None:
+    """Dispose, observed_exited and adopt in one batch: the same records, rows,
+    event and drift counts as one call per game."""
+    gone, exited, adopted = "batch-gone", "batch-exited", "batch-adopted"
+    gone_id = await _started(lifecycle, gone)
+    exited_id = await _started(lifecycle, exited)
+    fakes.engine.vanish(gone_id)
+    fakes.engine.exit(exited_id, 3)
+    stray = fakes.engine.add_container(adopted, V100)
+
+    results = await lifecycle.reconcile_many(
+        [
+            Drift(gone, OpKind.RECONCILE_DISPOSE),
+            Drift(exited, OpKind.RECONCILE_OBSERVED_EXITED),
+            Drift(adopted, OpKind.RECONCILE_ADOPT, stray),
+        ]
+    )
+
+    assert [r.outcome for r in results] == [DriftOutcome.WRITTEN] * 3
+    assert [(g, (fakes.record(g) or pytest.fail()).status) for g in (gone, exited, adopted)] == [
+        (gone, "removed"),
+        (exited, "stopped"),
+        (adopted, "running"),
+    ]
+    assert [fakes.rows(g)[-1].op_kind for g in (gone, exited, adopted)] == [
+        "reconcile_dispose",
+        "reconcile_observed_exited",
+        "reconcile_adopt",
+    ]
+    event = fakes.publisher.health_events[-1]
+    assert (event.game_id, event.container_id, event.event_type.value) == (
+        gone,
+        gone_id,
+        "container_disappeared",
+    )
+    assert [fakes.counter("reconcile_drift", kind=k) for k in ("dispose", "observed_exited")] == [
+        1,
+        1,
+    ]
+    assert fakes.leases.holders == {}  # every lease released
+
+
+async def test_a_batch_leaves_busy_and_healed_games_and_writes_the_rest(
+    lifecycle: Lifecycle, fakes: Fakes
+) -> None:
+    busy, healed, gone = "batch-busy", "batch-healed", "batch-gone"
+    for game_id in (busy, gone):
+        fakes.engine.vanish(await _started(lifecycle, game_id))
+    await _started(lifecycle, healed)  # its container is still there: nothing to do
+    fakes.leases.occupy(busy)
+
+    results = await lifecycle.reconcile_many(
+        [Drift(g, OpKind.RECONCILE_DISPOSE) for g in (busy, healed, gone)]
+    )
+
+    assert [r.outcome for r in results] == [
+        DriftOutcome.BUSY,
+        DriftOutcome.NOTHING,
+        DriftOutcome.WRITTEN,
+    ]
+    assert [r.op_kind for r in fakes.rows(busy)] == ["start"]  # no row for a busy game
+    assert [r.op_kind for r in fakes.rows(healed)] == ["start"]
+    assert fakes.leases.holders == {busy: "someone-else"}
+
+
+async def test_a_batch_refuses_a_game_a_newer_lease_wrote(
+    lifecycle: Lifecycle, fakes: Fakes
+) -> None:
+    stale, fine = "batch-stale", "batch-fine"
+    for game_id in (stale, fine):
+        fakes.engine.vanish(await _started(lifecycle, game_id))
+    real_fences = fakes.repos.get_fences
+
+    async def newer_write_meanwhile(game_ids: Sequence[str]) -> dict[str, GameFence]:
+        fences = await real_fences(game_ids)
+        fakes.repos.fences[stale] = GameFence(10_000, None)  # written after our read
+        return fences
+
+    fakes.repos.get_fences = newer_write_meanwhile  # type: ignore[method-assign]
+    results = await lifecycle.reconcile_many(
+        [Drift(g, OpKind.RECONCILE_DISPOSE) for g in (stale, fine)]
+    )
+
+    assert [r.outcome for r in results] == [DriftOutcome.BUSY, DriftOutcome.WRITTEN]
+    record = fakes.record(stale)
+    assert record is not None and record.status == "running"
+    assert [r.op_kind for r in fakes.rows(stale)] == ["start"]
+    assert [e.game_id for e in fakes.publisher.health_events[-1:]] == [fine]
+
+
+async def test_a_failed_batch_leaves_a_failure_row_per_game(
+    lifecycle: Lifecycle, fakes: Fakes
+) -> None:
+    games = ["batch-a", "batch-b"]
+    for game_id in games:
+        fakes.engine.vanish(await _started(lifecycle, game_id))
+    fakes.repos.commit_failures.append(ServiceUnavailable("postgres unavailable: gone"))
+
+    results = await lifecycle.reconcile_many([Drift(g, OpKind.RECONCILE_DISPOSE) for g in games])
+
+    assert [(r.outcome, getattr(r.error, "code", None)) for r in results] == [
+        (DriftOutcome.FAILED, "service_unavailable")
+    ] * 2
+    for game_id in games:
+        row = fakes.rows(game_id)[-1]
+        assert (row.op_kind, row.outcome, row.error_code) == (
+            "reconcile_dispose",
+            "failure",
+            "service_unavailable",
+        )
+        record = fakes.record(game_id)
+        assert record is not None and record.status == "running"
+    assert fakes.leases.holders == {}

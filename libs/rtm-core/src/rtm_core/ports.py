@@ -23,7 +23,7 @@ adapter turns its client's exceptions into the SPEC's codes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,6 +135,22 @@ class RuntimeRecords(Protocol):
     async def get_fence(self, game_id: str) -> GameFence | None:
         """The fence and last applied job the record was last written under."""
 
+    async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        """Many games' records in one read (those that have one)."""
+
+    async def get_fences(self, game_ids: Sequence[str]) -> dict[str, GameFence]:
+        """Many games' fences in one read (those that have one)."""
+
+
+@dataclass
+class FencedCommit:
+    """One game's share of `OperationLog.commit_operations`: its row, and its
+    record written under `fence` (None with `record` None: a failure row alone)."""
+
+    entry: OperationLogEntry
+    record: RuntimeRecord | None = None
+    fence: int | None = None
+
 
 class OperationLog(Protocol):
     async def commit_operation(
@@ -154,6 +170,14 @@ class OperationLog(Protocol):
         when given, become the game's. `finish_patch` deletes the game's
         `PatchProgress` and `reset_crash_history` starts its crash-loop policy
         over (`crashloop.lifted`), both in the same transaction.
+        """
+
+    async def commit_operations(self, commits: Sequence[FencedCommit]) -> set[str]:
+        """Many games' `commit_operation` (record + fence + row) in one transaction.
+
+        Each game is fenced on its own: a game whose stored fence is newer
+        than its commit's is refused (nothing of it written) and its game_id
+        returned; the others are written. Game ids must be distinct.
         """
 
     async def append_operation(self, entry: OperationLogEntry) -> None: ...
@@ -236,6 +260,12 @@ class GameLeases(Protocol):
         """Hold the game for the body; OperationInProgress when another holder
         keeps it past `wait` seconds."""
 
+    def hold_many(
+        self, game_ids: Sequence[str]
+    ) -> AbstractAsyncContextManager[Mapping[str, LeaseGrant]]:
+        """Try each game's lease once (no wait), together; yield the grants won,
+        by game_id. A game left out is held by someone else (a conflict)."""
+
     async def is_held(self, game_id: str) -> bool:
         """Whether some operation holds the game right now."""
 
@@ -253,6 +283,9 @@ class EventPublisher(Protocol):
     (job results go out with their acknowledgement: `rtm_jobs.offsets`)."""
 
     async def health_event(self, event: HealthEvent) -> str: ...
+
+    async def health_event_batch(self, events: Sequence[HealthEvent]) -> list[str]:
+        """Many events at once, in order (one round trip for a batch)."""
 
     async def notification_intent(self, intent: NotificationIntent) -> str: ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from rtm_api import paging
@@ -28,6 +28,9 @@ from rtm_api.schemas import (
     StopRequest,
     Usage,
     View,
+    record_json,
+    record_wire,
+    records_json,
 )
 from rtm_core.domain.errors import (
     Conflict,
@@ -95,6 +98,12 @@ def _record(result: OperationResult, deps: ApiDeps) -> RuntimeRecord:
     return RuntimeRecord.of(result.record, with_quarantine=bool(deps.settings.auto_restart))
 
 
+def _json(body: bytes) -> Response:
+    """A body encoded by `schemas.record_json`: the route's `response_model` still
+    documents it, and FastAPI does not validate and encode it a second time."""
+    return Response(content=body, media_type="application/json")
+
+
 def _errors(kind: OpKind) -> dict[int | str, dict[str, Any]]:
     return error_responses(*OPERATION_ERRORS[kind])
 
@@ -125,7 +134,7 @@ async def _wide(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[st
 
 def _plain(deps: ApiDeps, rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
     quarantine = bool(deps.settings.auto_restart)
-    return [RuntimeRecord.of(r, with_quarantine=quarantine).model_dump(mode="json") for r in rows]
+    return [record_wire(r, with_quarantine=quarantine) for r in rows]
 
 
 async def _list(
@@ -135,12 +144,14 @@ async def _list(
     limit: int | None,
     cursor: str | None,
     view: View,
-) -> JSONResponse:
+) -> Response:
     async def render(rows: Sequence[RuntimeRecordRow]) -> list[dict[str, Any]]:
         return await _wide(deps, rows) if view is View.WIDE else _plain(deps, rows)
 
     if limit is None and cursor is None:
         rows = await deps.records.list_records(status, quarantined=quarantined)
+        if view is View.DEFAULT:
+            return _json(records_json(rows, with_quarantine=bool(deps.settings.auto_restart)))
         return JSONResponse({"items": await render(rows)})
     size = limit or paging.DEFAULT_PAGE
     after = None if cursor is None else paging.decode(cursor)
@@ -189,7 +200,7 @@ def runtimes_router() -> APIRouter:
             Query(description="The `next_cursor` of the previous page (opaque)"),
         ] = None,
         view: ViewQuery = View.DEFAULT,
-    ) -> JSONResponse:
+    ) -> Response:
         """Runtime records, all at once or a page at a time. Paging is keyset on
         (created_at, game_id): while games are added, every record that existed
         when paging began is seen exactly once, and new ones on a later page."""
@@ -203,9 +214,7 @@ def runtimes_router() -> APIRouter:
             **error_responses(NotFound),
         },
     )
-    async def get_runtime(
-        game_id: GameId, deps: Deps, view: ViewQuery = View.DEFAULT
-    ) -> JSONResponse:
+    async def get_runtime(game_id: GameId, deps: Deps, view: ViewQuery = View.DEFAULT) -> Response:
         """One game's runtime record."""
         row = await deps.records.get_record(require_game_id(game_id))
         if row is None:
@@ -213,8 +222,7 @@ def runtimes_router() -> APIRouter:
         if view is View.WIDE:
             (wide,) = await _wide(deps, [row])
             return JSONResponse(wide)
-        (plain,) = _plain(deps, [row])
-        return JSONResponse(plain)
+        return _json(record_json(row, with_quarantine=bool(deps.settings.auto_restart)))
 
     @router.get("/{game_id}/operations", response_model=OperationList, responses=error_responses())
     async def list_operations(

@@ -12,6 +12,7 @@ answer with their own error codes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -83,6 +84,35 @@ class RuntimeRecord(_Out):
         if with_quarantine:
             return record.model_copy(update={"quarantined": row.quarantined})
         return record.model_copy(update={"quarantined": None})
+
+
+#: `RuntimeRecord`'s fields in wire order, and which of them are timestamps.
+_WIRE_FIELDS = tuple(n for n in RuntimeRecord.model_fields if n != "quarantined")
+_TIMESTAMPS = frozenset(("started_at", "stopped_at", "removed_at", "last_op_at", "created_at"))
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def record_wire(row: RuntimeRecordRow, *, with_quarantine: bool = False) -> dict[str, Any]:
+    """`RuntimeRecord.of(row).model_dump(mode="json")` without building the model:
+    the read path's encoding (issue 14); tests/unit proves the two equal."""
+    wire: dict[str, Any] = {}
+    for name in _WIRE_FIELDS:
+        value = getattr(row, name)
+        wire[name] = rfc3339(value) if value is not None and name in _TIMESTAMPS else value
+    if with_quarantine:
+        wire["quarantined"] = row.quarantined
+    return wire
+
+
+def record_json(row: RuntimeRecordRow, *, with_quarantine: bool = False) -> bytes:
+    """One record's response body, as FastAPI would render the model."""
+    return _encode(record_wire(row, with_quarantine=with_quarantine)).encode()
+
+
+def records_json(rows: Sequence[RuntimeRecordRow], *, with_quarantine: bool = False) -> bytes:
+    """`{"items": [...]}`, as FastAPI would render `RuntimeList`."""
+    items = [record_wire(r, with_quarantine=with_quarantine) for r in rows]
+    return _encode({"items": items}).encode()
 
 
 class RuntimeList(_Out):

@@ -1,10 +1,12 @@
 """The reconcile pass (SPEC §8): PostgreSQL records brought in line with Docker.
 
 One pass lists this stack's containers once and the live records once, plans
-the drifts in memory, then settles each game with the core's drift calls
-(`Lifecycle.reconcile_*`), several games at once. Every drift is
-re-checked by the core under the game's lease, so a start, stop or restart
-that raced the pass wins and the pass writes nothing for that game.
+the drifts in memory, then settles them with the core's batched drift call
+(`Lifecycle.reconcile_many`, `RECONCILE_BATCH` games a call: one lease
+pipeline, one transaction and one publish per batch rather than per game).
+Every drift is re-checked by the core under the game's lease, so a start,
+stop or restart that raced the pass wins and the pass writes nothing for
+that game.
 
 Drifts, per game:
 
@@ -38,11 +40,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from rtm_core.domain.engine import ContainerInfo
-from rtm_core.domain.errors import OperationInProgress
 from rtm_core.domain.records import RuntimeRecord
 from rtm_core.domain.vocabulary import (
     LABEL_OWNER,
@@ -53,15 +54,17 @@ from rtm_core.domain.vocabulary import (
     container_name,
     is_valid_game_id,
 )
+from rtm_core.lifecycle import Drift, DriftOutcome, DriftResult
 from rtm_core.observability import tracer
 from rtm_reconciler.bootstrap import ReconcilerDeps
-from rtm_reconciler.passes import GamePass, error_fields, fan_out
+from rtm_reconciler.passes import GamePass, error_fields
 
 log = logging.getLogger("rtm_reconciler.reconciler")
 
-#: Games settled at once. Each holds one lease, a PostgreSQL connection at a
-#: time and one Docker call at a time; the core's pool is 10 + 10 overflow.
-RECONCILE_CONCURRENCY = 16
+#: Games settled together by one `Lifecycle.reconcile_many`: their leases are
+#: held for the batch (a few round trips and one transaction), so a batch is
+#: kept well under the lease TTL even with a thousand drifts.
+RECONCILE_BATCH = 250
 
 
 @dataclass(frozen=True)
@@ -168,13 +171,13 @@ class Reconciler(GamePass):
         deps: ReconcilerDeps,
         stop: asyncio.Event,
         *,
-        concurrency: int = RECONCILE_CONCURRENCY,
+        batch_size: int = RECONCILE_BATCH,
     ) -> None:
         super().__init__(deps, stop)
         self.interval = deps.settings.reconcile_interval
         # The boot pass (before_workers) has just run: the loop's first pass waits one interval.
         self.first_run_delay = self.interval
-        self._concurrency = concurrency
+        self._batch_size = batch_size
 
     async def boot_pass(self) -> None:
         """Runs once after the leader lease is won and before the loops start.
@@ -217,12 +220,9 @@ class Reconciler(GamePass):
                     extra={"container_id": c.id, "container_name": c.name},
                 )
 
-            async def settle(plan: GamePlan) -> None:
-                await self._settle(plan, report)
-
-            report.aborted += await fan_out(
-                plans, settle, limit=self._concurrency, halted=self.halted
-            )
+            for plan in plans:
+                _log_left_alone(plan, report)
+            await self._settle(plans, report)
         done = time.perf_counter()
         report.list_ms = round((listed - began) * 1000, 1)
         report.records_ms = round((loaded - listed) * 1000, 1)
@@ -230,58 +230,65 @@ class Reconciler(GamePass):
         report.duration_ms = round((done - began) * 1000, 1)
         return report
 
-    async def _settle(self, plan: GamePlan, report: PassReport) -> None:
-        lifecycle = self._deps.lifecycle
-        game_id = plan.game_id
-        for c in plan.left_alone:
-            report.left_alone += 1
-            log.warning(
-                "unrecorded container left alone",
-                extra={
-                    "game_id": game_id,
-                    "container_id": c.id,
-                    "container_name": c.name,
-                    "record_container_id": plan.record_container_id,
-                },
-            )
-        if plan.record_drift is OpKind.RECONCILE_DISPOSE:
-            dispose = lifecycle.reconcile_dispose
-            if not await self._drift(plan.record_drift, game_id, report, lambda: dispose(game_id)):
-                return
-        elif plan.record_drift is OpKind.RECONCILE_OBSERVED_EXITED:
-            exited = lifecycle.reconcile_observed_exited
-            await self._drift(plan.record_drift, game_id, report, lambda: exited(game_id))
-        if (container := plan.adopt) is not None:
-            adopt = lifecycle.reconcile_adopt
-            await self._drift(OpKind.RECONCILE_ADOPT, game_id, report, lambda: adopt(container))
+    async def _settle(self, plans: list[GamePlan], report: PassReport) -> None:
+        """The record drifts first, then the adoptions (a game whose record was
+        just disposed adopts its other container), each in batches: one lease
+        pipeline, one transaction and one publish per batch (`reconcile_many`)."""
+        drifts = [Drift(p.game_id, p.record_drift) for p in plans if p.record_drift is not None]
+        settled = await self._batches(drifts, report)
+        adoptions = [
+            Drift(p.game_id, OpKind.RECONCILE_ADOPT, p.adopt)
+            for p in plans
+            if p.adopt is not None and (p.record_drift is None or p.game_id in settled)
+        ]
+        await self._batches(adoptions, report)
 
-    async def _drift(
-        self,
-        kind: OpKind,
-        game_id: str,
-        report: PassReport,
-        call: Callable[[], Awaitable[bool]],
-    ) -> bool:
-        """One drift call; False when the game must be left for this pass."""
-        if self.halted():  # abort at the next lease acquisition
-            report.aborted += 1
-            return False
-        fields = {"game_id": game_id, "op_kind": kind.value}
-        try:
-            written = await call()
-        except OperationInProgress:
+    async def _batches(self, drifts: list[Drift], report: PassReport) -> set[str]:
+        """The drifts in batches of `batch_size`; returns the games settled (written,
+        or nothing to do), not those left for the next pass."""
+        settled: set[str] = set()
+        for at in range(0, len(drifts), self._batch_size):
+            if self.halted():  # abort before the next leases are taken
+                report.aborted += len(drifts) - at
+                break
+            batch = drifts[at : at + self._batch_size]
+            for result in await self._deps.lifecycle.reconcile_many(batch):
+                if self._tally(result, report):
+                    settled.add(result.game_id)
+        return settled
+
+    def _tally(self, result: DriftResult, report: PassReport) -> bool:
+        """One game's result into the report and the log; False when the game
+        is left for the next pass."""
+        fields = {"game_id": result.game_id, "op_kind": result.kind.value}
+        if result.outcome is DriftOutcome.BUSY:
             report.skipped_busy += 1
             log.info("reconcile skipped a busy game", extra=fields)
             return False
-        except Exception as exc:
+        if result.outcome is DriftOutcome.FAILED:
             report.failed += 1
+            error = result.error or Exception("failed")
             log.warning(
-                "reconcile drift failed; pass continues", extra={**fields, **error_fields(exc)}
+                "reconcile drift failed; pass continues", extra={**fields, **error_fields(error)}
             )
             return False
-        if written:
-            _count(report, kind)
+        if result.outcome is DriftOutcome.WRITTEN:
+            _count(report, result.kind)
         return True
+
+
+def _log_left_alone(plan: GamePlan, report: PassReport) -> None:
+    for c in plan.left_alone:
+        report.left_alone += 1
+        log.warning(
+            "unrecorded container left alone",
+            extra={
+                "game_id": plan.game_id,
+                "container_id": c.id,
+                "container_name": c.name,
+                "record_container_id": plan.record_container_id,
+            },
+        )
 
 
 def _count(report: PassReport, kind: OpKind) -> None:

@@ -8,21 +8,30 @@ the crash-loop ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from rtm_core.domain.crashloop import CrashHistory, CrashPolicy, Decision
 from rtm_core.domain.engine import ContainerInfo
 from rtm_core.domain.vocabulary import OpSource
-from rtm_core.lifecycle import reconcile, selfheal
+from rtm_core.lifecycle import reconcile, reconcile_batch, selfheal
 from rtm_core.lifecycle.cleanup import cleanup
 from rtm_core.lifecycle.deps import LifecycleDeps
 from rtm_core.lifecycle.gated_patch import finish_interrupted_patches, prune_snapshots
 from rtm_core.lifecycle.operation import OperationResult
+from rtm_core.lifecycle.reconcile_batch import Drift, DriftOutcome, DriftResult
 from rtm_core.lifecycle.replace import patch, restart
 from rtm_core.lifecycle.start import start
 from rtm_core.lifecycle.stop import stop
 
-__all__ = ["Lifecycle", "LifecycleDeps", "OperationResult"]
+__all__ = [
+    "Drift",
+    "DriftOutcome",
+    "DriftResult",
+    "Lifecycle",
+    "LifecycleDeps",
+    "OperationResult",
+]
 
 
 class Lifecycle:
@@ -91,6 +100,10 @@ class Lifecycle:
 
     async def reconcile_adopt(self, container: ContainerInfo) -> bool:
         return await reconcile.adopt(self.deps, container)
+
+    async def reconcile_many(self, drifts: Sequence[Drift]) -> list[DriftResult]:
+        """The three drifts above for many games at once (one round trip per step)."""
+        return await reconcile_batch.reconcile_many(self.deps, drifts)
 
     # issue 12: self-healing ------------------------------------------------
 

@@ -29,6 +29,17 @@ class SnapshotUpdate:
     observed_at_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class HealthReport:
+    """One event for `HealthReporter.report_many`."""
+
+    game_id: str
+    container_id: str
+    event_type: AnyHealthEventType
+    source: HealthSource
+    details: dict[str, Any]
+
+
 class HealthReporter:
     def __init__(
         self, publishers: EventPublisher, repos: HealthSnapshots, metrics: Metrics
@@ -66,6 +77,42 @@ class HealthReporter:
                     details=u.details,
                 )
                 for u in updates
+            ]
+        )
+
+    async def report_many(self, reports: Sequence[HealthReport]) -> None:
+        """`report` for many games at once: the events in one pipelined publish,
+        the snapshots in one transaction (a reconcile batch)."""
+        if not reports:
+            return
+        at_ms = now_ms()
+        events = [
+            HealthEvent(
+                game_id=r.game_id,
+                container_id=r.container_id,
+                event_type=r.event_type,
+                details=r.details,
+                occurred_at_ms=at_ms,
+            )
+            for r in reports
+        ]
+        await self._publishers.health_event_batch(events)
+        for event in events:
+            self._metrics.health_events.add(1, {"event_type": event.event_type.value})
+            log.info(
+                "health event published",
+                extra={
+                    "game_id": event.game_id,
+                    "event_type": event.event_type.value,
+                    "details": event.details,
+                },
+            )
+        await self.observe_many(
+            [
+                SnapshotUpdate(
+                    r.game_id, r.container_id, r.source, r.event_type.value, r.details, at_ms
+                )
+                for r in reports
             ]
         )
 

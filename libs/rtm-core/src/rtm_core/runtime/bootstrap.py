@@ -160,7 +160,8 @@ class CoreAdapters:
     @classmethod
     def over(cls, infra: Infrastructure) -> CoreAdapters:
         settings, metrics = infra.settings, infra.metrics
-        repos = Repositories(infra.postgres)
+        repos = Repositories(infra.postgres, read_dsn=settings.postgres_primary_dsn)
+        infra.on_close(repos)
         publishers = Publishers(
             infra.redis,
             health_events_stream=settings.redis_health_events_stream,

@@ -7,19 +7,25 @@ record does not show, nor the reverse.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
+import asyncpg
 from sqlalchemy import Text, any_, bindparam, delete, func, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from rtm_core.adapters.postgres.database import create_read_pool
 from rtm_core.adapters.postgres.tables import (
+    SCHEMA,
     CrashHistoryRow,
     EngineUsageRow,
     GameFenceRow,
@@ -41,6 +47,7 @@ from rtm_core.domain.records import (
 from rtm_core.domain.usage import EngineUsage
 from rtm_core.domain.vocabulary import RuntimeStatus
 from rtm_core.observability import tracer
+from rtm_core.ports import FencedCommit
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,7 +79,7 @@ _OUTAGE_STATES = {"57P01", "57P02", "57P03"}
 def is_outage(exc: BaseException) -> bool:
     """A connection-level failure: refused, reset, timed out, closed by a
     restarting server. Not a failed statement (constraint, syntax, fence)."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | asyncpg.InterfaceError):
         return True
     if isinstance(exc, DBAPIError):
         # A pooled connection that a restarting server closed arrives as a
@@ -123,6 +130,9 @@ _USAGE_TABLE = EngineUsageRow.__table__  # type: ignore[attr-defined]
 _USAGE_COLUMNS = [f.name for f in dataclasses.fields(EngineUsage)]
 #: Rows per INSERT: 7 parameters each.
 _USAGE_BATCH = 1000
+_LOG_TABLE = OperationLogRow.__table__  # type: ignore[attr-defined]
+#: Games per multi-row statement of `commit_operations` (15 parameters a record).
+_COMMIT_BATCH = 500
 _CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
 _PATCH_FIELDS = dataclasses.fields(PatchProgress)
 _PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
@@ -159,8 +169,140 @@ def _snapshot(row: HealthSnapshotRow) -> HealthSnapshot:
 _ENTRY_FIELDS = dataclasses.fields(OperationLogEntry)
 
 
+#: `get_record` on the plain pool: the record's columns in dataclass order.
+_GET_RECORD = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records WHERE game_id = $1"
+)
+
+
+def _typed(table: Any, columns: Sequence[str], first: int) -> str:
+    """`$n::type, …` for `columns` of `table`, numbered from `first`."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return ", ".join(
+        f"${first + i}::{table.c[c].type.compile(dialect=dialect)}" for i, c in enumerate(columns)
+    )
+
+
+_FENCED_RECORD_COLUMNS = [c for c in _RECORD_COLUMNS if c != "created_at"]
+_LOG_COLUMNS = [f.name for f in dataclasses.fields(OperationLogEntry) if f.name != "id"]
+#: `commit_operation`'s usual case as one statement (issue 14): the fence claimed
+#: (refused when a newer one is stored), then the record and the row written only
+#: if it was. One statement is one transaction; the fence row stays locked until
+#: it ends, as in the multi-statement transaction this replaces.
+_FENCED_COMMIT = f"""
+WITH f AS (
+  INSERT INTO {SCHEMA}.game_fences AS g (game_id, fence, last_job_id)
+  VALUES ($1::text, $2::bigint, $3::text)
+  ON CONFLICT (game_id) DO UPDATE SET fence = EXCLUDED.fence,
+    last_job_id = COALESCE(EXCLUDED.last_job_id, g.last_job_id), updated_at = now()
+  WHERE g.fence <= EXCLUDED.fence
+  RETURNING 1
+), r AS (
+  INSERT INTO {SCHEMA}.runtime_records AS t ({", ".join(_FENCED_RECORD_COLUMNS)})
+  SELECT {_typed(_RECORD_TABLE, _FENCED_RECORD_COLUMNS, 4)} WHERE EXISTS (SELECT 1 FROM f)
+  ON CONFLICT (game_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _FENCED_RECORD_COLUMNS if c != "game_id")}
+  RETURNING t.created_at
+), l AS (
+  INSERT INTO {SCHEMA}.operation_log ({", ".join(_LOG_COLUMNS)})
+  SELECT {_typed(_LOG_TABLE, _LOG_COLUMNS, 4 + len(_FENCED_RECORD_COLUMNS))}
+  WHERE EXISTS (SELECT 1 FROM f)
+  RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM f), (SELECT created_at FROM r), (SELECT id FROM l)
+"""
+_GET_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE game_id = ANY($1::text[])"
+)
+
+
+def _arrays(table: Any, columns: Sequence[str]) -> str:
+    """`unnest($1::type[], …)` over `columns` of `table`: many rows, one parameter a column."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return "unnest({})".format(
+        ", ".join(
+            f"${i + 1}::{table.c[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(columns)
+        )
+    )
+
+
+#: `commit_operations` on the plain pool: one statement per table, whole
+#: columns as arrays (no per-row SQL to build or parse).
+_CLAIM_FENCES = f"""
+INSERT INTO {SCHEMA}.game_fences AS g (game_id, fence)
+SELECT * FROM unnest($1::text[], $2::bigint[])
+ON CONFLICT (game_id) DO UPDATE SET fence = EXCLUDED.fence, updated_at = now()
+WHERE g.fence <= EXCLUDED.fence
+RETURNING game_id
+"""
+_UPSERT_RECORDS = f"""
+INSERT INTO {SCHEMA}.runtime_records AS t ({", ".join(_FENCED_RECORD_COLUMNS)})
+SELECT * FROM {_arrays(_RECORD_TABLE, _FENCED_RECORD_COLUMNS)}
+ON CONFLICT (game_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in _FENCED_RECORD_COLUMNS if c != "game_id")}
+RETURNING game_id, created_at
+"""
+_APPEND_ROWS = f"""
+INSERT INTO {SCHEMA}.operation_log ({", ".join(_LOG_COLUMNS)})
+SELECT * FROM {_arrays(_LOG_TABLE, _LOG_COLUMNS)}
+RETURNING id, game_id
+"""
+
+
+async def _commit_many(pool: asyncpg.Pool, ordered: Sequence[FencedCommit]) -> set[str]:
+    """`Repositories.commit_operations` in three statements and one transaction."""
+    fenced = [c for c in ordered if c.fence is not None]
+    async with pool.acquire() as conn, conn.transaction():
+        refused: set[str] = set()
+        if fenced:
+            claimed = await conn.fetch(
+                _CLAIM_FENCES, [c.entry.game_id for c in fenced], [c.fence for c in fenced]
+            )
+            refused = {c.entry.game_id for c in fenced} - {r[0] for r in claimed}
+        kept = [c for c in ordered if c.entry.game_id not in refused]
+        records = [c.record for c in kept if c.record is not None]
+        if records:
+            columns = [[getattr(r, c) for r in records] for c in _FENCED_RECORD_COLUMNS]
+            created = dict(await conn.fetch(_UPSERT_RECORDS, *columns))
+            for r in records:
+                r.created_at = created[r.game_id]
+        if kept:
+            columns = [[getattr(c.entry, n) for c in kept] for n in _LOG_COLUMNS]
+            ids = {game_id: row_id for row_id, game_id in await conn.fetch(_APPEND_ROWS, *columns)}
+            for c in kept:
+                c.entry.id = ids[c.entry.game_id]
+    return refused
+
+
+#: A watcher cycle's snapshots in one statement (issue 14), whole columns as arrays.
+_UPSERT_SNAPSHOTS = f"""
+INSERT INTO {SCHEMA}.health_snapshots AS h ({", ".join(_SNAPSHOT_COLUMNS)})
+SELECT g, c, st, so, o, d::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+  AS u(g, c, st, so, o, d)
+ON CONFLICT (game_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in _SNAPSHOT_COLUMNS if c != "game_id")}
+"""
+_LIST_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE ($1::text IS NULL OR status = $1) AND ($2::boolean IS NULL OR quarantined = $2)"
+    " ORDER BY game_id"
+)
+_LIVE_RECORDS = (
+    f"SELECT {', '.join(_RECORD_COLUMNS)} FROM {SCHEMA}.runtime_records"
+    " WHERE status <> 'removed' ORDER BY game_id"
+)
+_GET_FENCE = f"SELECT fence, last_job_id FROM {SCHEMA}.game_fences WHERE game_id = $1"
+
+
 class Repositories:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_dsn: str | None = None) -> None:
+        """`read_dsn`: serve `get_record` from a plain asyncpg pool over it (see
+        `database.create_read_pool`); without it, through the ORM session."""
+        self._read_dsn = read_dsn
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single-statement reads need no BEGIN/ROLLBACK around them.
         self._reads = async_sessionmaker(
@@ -172,16 +314,37 @@ class Repositories:
 
     # runtime_records -------------------------------------------------------
 
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _plain(self) -> asyncpg.Pool | None:
+        if self._pool is None and self._read_dsn is not None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await create_read_pool(self._read_dsn)
+        return self._pool
+
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
-        async with self._reads() as s:
-            row = await s.get(RuntimeRecordRow, game_id)
-        return None if row is None else _record(row)
+        """The hottest read (every GET of a runtime, every operation's re-check):
+        one prepared statement on the plain pool when there is one."""
+        pool = await self._plain()
+        if pool is None:
+            async with self._reads() as s:
+                row = await s.get(RuntimeRecordRow, game_id)
+            return None if row is None else _record(row)
+        found = await pool.fetchrow(_GET_RECORD, game_id)
+        return None if found is None else RuntimeRecord(**dict(found.items()))
 
     @traced
     async def list_records(
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]:
+        pool = await self._plain()
+        if pool is not None:  # every cycle of the watcher, every REST list
+            rows = await pool.fetch(_LIST_RECORDS, status, quarantined)
+            return [RuntimeRecord(**dict(r.items())) for r in rows]
         query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
         if status is not None:
             query = query.where(col(RuntimeRecordRow.status) == status)
@@ -213,6 +376,10 @@ class Repositories:
     @traced
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
+        pool = await self._plain()
+        if pool is not None:  # every reconcile pass
+            rows = await pool.fetch(_LIVE_RECORDS)
+            return [RuntimeRecord(**dict(r.items())) for r in rows]
         query = (
             select(RuntimeRecordRow)
             .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
@@ -251,9 +418,96 @@ class Repositories:
 
     @traced
     async def get_fence(self, game_id: str) -> GameFence | None:
+        pool = await self._plain()
+        if pool is not None:
+            found = await pool.fetchrow(_GET_FENCE, game_id)
+            return None if found is None else GameFence(found[0], found[1])
         async with self._reads() as s:
             row = await s.get(GameFenceRow, game_id)
         return None if row is None else GameFence(row.fence, row.last_job_id)
+
+    @traced
+    async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
+        pool = await self._plain()
+        if pool is not None:
+            rows = await pool.fetch(_GET_RECORDS, list(game_ids))
+            return {r["game_id"]: RuntimeRecord(**dict(r.items())) for r in rows}
+        query = select(RuntimeRecordRow).where(col(RuntimeRecordRow.game_id).in_(list(game_ids)))
+        return {r.game_id: r for r in await self._records(query)}
+
+    @traced
+    async def get_fences(self, game_ids: Sequence[str]) -> dict[str, GameFence]:
+        query = select(_FENCE_TABLE.c.game_id, _FENCE_TABLE.c.fence, _FENCE_TABLE.c.last_job_id)
+        query = query.where(_FENCE_TABLE.c.game_id.in_(list(game_ids)))
+        async with self._reads() as s:
+            rows = (await s.execute(query)).all()
+        return {game_id: GameFence(fence, last_job_id) for game_id, fence, last_job_id in rows}
+
+    @traced
+    async def commit_operations(self, commits: Sequence[FencedCommit]) -> set[str]:
+        """One transaction, a few multi-row statements: the fences first (each
+        refused on its own when a newer one is stored, the rest row-locked
+        until commit), then the records and rows of the games whose fence held."""
+        ordered = sorted(commits, key=lambda c: c.entry.game_id)
+        pool = await self._plain()
+        if pool is not None:
+            return await _commit_many(pool, ordered)
+        refused: set[str] = set()
+        async with self._sessions() as s, s.begin():
+            fenced = [c for c in ordered if c.fence is not None]
+            for at in range(0, len(fenced), _COMMIT_BATCH):
+                chunk = fenced[at : at + _COMMIT_BATCH]
+                values = insert(_FENCE_TABLE).values(
+                    [
+                        {"game_id": c.entry.game_id, "fence": c.fence, "last_job_id": None}
+                        for c in chunk
+                    ]
+                )
+                stmt = values.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={
+                        "fence": values.excluded.fence,
+                        "last_job_id": func.coalesce(
+                            values.excluded.last_job_id, _FENCE_TABLE.c.last_job_id
+                        ),
+                        "updated_at": func.now(),
+                    },
+                    where=_FENCE_TABLE.c.fence <= values.excluded.fence,
+                ).returning(_FENCE_TABLE.c.game_id)
+                claimed = set((await s.execute(stmt)).scalars().all())
+                refused |= {c.entry.game_id for c in chunk} - claimed
+            kept = [c for c in ordered if c.entry.game_id not in refused]
+            records = [c.record for c in kept if c.record is not None]
+            for at in range(0, len(records), _COMMIT_BATCH):
+                chunk_records = records[at : at + _COMMIT_BATCH]
+                rows = [
+                    {c: getattr(r, c) for c in _RECORD_COLUMNS if c != "created_at"}
+                    for r in chunk_records
+                ]
+                insert_stmt = insert(_RECORD_TABLE).values(rows)
+                upsert = insert_stmt.on_conflict_do_update(
+                    index_elements=["game_id"],
+                    set_={k: insert_stmt.excluded[k] for k in rows[0] if k != "game_id"},
+                ).returning(_RECORD_TABLE.c.game_id, _RECORD_TABLE.c.created_at)
+                created = {g: at for g, at in (await s.execute(upsert)).all()}
+                for r in chunk_records:
+                    r.created_at = created[r.game_id]
+            entries = [c.entry for c in kept]
+            for at in range(0, len(entries), _COMMIT_BATCH):
+                chunk_entries = entries[at : at + _COMMIT_BATCH]
+                log_rows = [
+                    {f.name: getattr(e, f.name) for f in _ENTRY_FIELDS if f.name != "id"}
+                    for e in chunk_entries
+                ]
+                appended = (
+                    insert(_LOG_TABLE)
+                    .values(log_rows)
+                    .returning(_LOG_TABLE.c.id, _LOG_TABLE.c.game_id)
+                )
+                ids = {game_id: row_id for row_id, game_id in (await s.execute(appended)).all()}
+                for e in chunk_entries:
+                    e.id = ids[e.game_id]
+        return refused
 
     @traced
     async def commit_operation(
@@ -266,6 +520,16 @@ class Repositories:
         finish_patch: bool = False,
         reset_crash_history: bool = False,
     ) -> None:
+        pool = await self._plain()
+        if (
+            pool is not None
+            and fence is not None
+            and record is not None
+            and not finish_patch
+            and not reset_crash_history
+        ):
+            await self._fenced_commit(pool, entry, record, fence, job_id)
+            return
         async with self._sessions() as s, s.begin():
             if fence is not None:
                 await _claim_fence(s, entry.game_id, fence, job_id)
@@ -279,6 +543,29 @@ class Repositories:
             s.add(row)
             await s.flush()
             entry.id = row.id
+
+    async def _fenced_commit(
+        self,
+        pool: asyncpg.Pool,
+        entry: OperationLogEntry,
+        record: RuntimeRecord,
+        fence: int,
+        job_id: str | None,
+    ) -> None:
+        claimed, created_at, row_id = await pool.fetchrow(
+            _FENCED_COMMIT,
+            entry.game_id,
+            fence,
+            job_id,
+            *(getattr(record, c) for c in _FENCED_RECORD_COLUMNS),
+            *(getattr(entry, c) for c in _LOG_COLUMNS),
+        )
+        if not claimed:
+            raise FencedOut(
+                f"game {entry.game_id} was written under a newer lease than fence {fence}"
+            )
+        record.created_at = created_at
+        entry.id = row_id
 
     # operation_log ---------------------------------------------------------
 
@@ -307,6 +594,12 @@ class Repositories:
             {s.game_id: {c: getattr(s, c) for c in _SNAPSHOT_COLUMNS} for s in snapshots}.values()
         )
         if not latest:
+            return
+        pool = await self._plain()
+        if pool is not None:
+            columns = [[row[c] for row in latest] for c in _SNAPSHOT_COLUMNS]
+            columns[-1] = [json.dumps(d) for d in columns[-1]]  # details, as jsonb text
+            await pool.execute(_UPSERT_SNAPSHOTS, *columns)
             return
         async with self._sessions() as s, s.begin():
             for at in range(0, len(latest), _SNAPSHOT_BATCH):

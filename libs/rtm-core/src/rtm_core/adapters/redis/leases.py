@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from rtm_core.adapters.redis.errors import redis_unavailable
 from rtm_core.aio import stop_task
@@ -55,6 +60,29 @@ end
 return current
 """
 
+
+@dataclass(frozen=True)
+class _Scripts:
+    renew: AsyncScript
+    release: AsyncScript
+    acquire_fenced: AsyncScript
+    advance: AsyncScript
+
+
+_REGISTERED: weakref.WeakKeyDictionary[Redis, _Scripts] = weakref.WeakKeyDictionary()
+
+
+def _scripts(redis: Redis) -> _Scripts:
+    """The lease scripts, registered once per client (a pipeline of a thousand
+    leases then loads each script once, not once per lease)."""
+    scripts = _REGISTERED.get(redis)
+    if scripts is None:
+        scripts = _REGISTERED[redis] = _Scripts(
+            *(redis.register_script(s) for s in (_RENEW, _RELEASE, _ACQUIRE_FENCED, _ADVANCE))
+        )
+    return scripts
+
+
 GAME_LEASE_PREFIX = "rtmanager:game_lease:"
 GAME_FENCE_PREFIX = "rtmanager:game_fence:"
 
@@ -67,8 +95,9 @@ class Lease:
         self.key = key
         self.ttl_ms = int(ttl_seconds * 1000)
         self.token = secrets.token_hex(16)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        scripts = _scripts(redis)
+        self._renew = scripts.renew
+        self._release = scripts.release
 
     @redis_unavailable
     async def try_acquire(self) -> bool:
@@ -105,23 +134,40 @@ class GameLease(Lease):
 
     def __init__(self, redis: Redis, game_id: str, ttl_seconds: float) -> None:
         super().__init__(redis, GAME_LEASE_PREFIX + game_id, ttl_seconds)
+        self.game_id = game_id
         self.fence_key = GAME_FENCE_PREFIX + game_id
         self.fence = 0
         self.order_id = ""
-        self._acquire = redis.register_script(_ACQUIRE_FENCED)
-        self._advance = redis.register_script(_ADVANCE)
+        scripts = _scripts(redis)
+        self._acquire = scripts.acquire_fenced
+        self._advance = scripts.advance
 
     @redis_unavailable
     async def try_acquire(self) -> bool:
         granted = await self._acquire(
             keys=[self.key, self.fence_key], args=[self.token, self.ttl_ms]
         )
-        if not granted:
+        return self.granted(granted)
+
+    def granted(self, answer: Any) -> bool:
+        """Take the acquire script's answer: the fence and Redis time, or nil."""
+        if not answer:
             return False
-        fence, now_ms = granted
+        fence, now_ms = answer
         self.fence = int(fence)
         self.order_id = order_id_at(int(now_ms))
         return True
+
+    async def queue_acquire(self, pipe: Pipeline) -> None:
+        await self._acquire(
+            keys=[self.key, self.fence_key], args=[self.token, self.ttl_ms], client=pipe
+        )
+
+    async def queue_renew(self, pipe: Pipeline) -> None:
+        await self._renew(keys=[self.key], args=[self.token, self.ttl_ms], client=pipe)
+
+    async def queue_release(self, pipe: Pipeline) -> None:
+        await self._release(keys=[self.key], args=[self.token], client=pipe)
 
     @redis_unavailable
     async def ensure_held(self) -> None:
@@ -162,6 +208,64 @@ class GameLeases:
             # Shielded so that a cancelled operation still frees the game at once.
             with suppress(Exception):
                 await asyncio.shield(lease.release())
+
+    @asynccontextmanager
+    async def hold_many(self, game_ids: Sequence[str]) -> AsyncIterator[dict[str, GameLease]]:
+        """Try every game's lease once, all in one pipeline; yield those won.
+
+        Each game is still its own `SET NX PX` with its own fence (the same
+        script as `hold`), so a batch holds exactly what per-game holds would:
+        a game another holder has is left out (counted as a conflict), never
+        waited for. Renewals and releases are pipelined the same way.
+        """
+        leases = [GameLease(self._redis, g, self.ttl_seconds) for g in dict.fromkeys(game_ids)]
+        won = await self._acquire_many(leases)
+        for _ in range(len(leases) - len(won)):
+            self._on_conflict()
+        keeper = asyncio.create_task(self._keep_alive_many(won), name="lease:batch")
+        try:
+            yield {lease.game_id: lease for lease in won}
+        finally:
+            await stop_task(keeper)
+            with suppress(Exception):
+                await asyncio.shield(self._release_many(won))
+
+    @redis_unavailable
+    async def _acquire_many(self, leases: list[GameLease]) -> list[GameLease]:
+        if not leases:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for lease in leases:
+            await lease.queue_acquire(pipe)
+        granted = await pipe.execute()
+        return [lease for lease, g in zip(leases, granted, strict=True) if lease.granted(g)]
+
+    @redis_unavailable
+    async def _release_many(self, leases: list[GameLease]) -> None:
+        if leases:
+            pipe = self._redis.pipeline(transaction=False)
+            for lease in leases:
+                await lease.queue_release(pipe)
+            await pipe.execute()
+
+    async def _keep_alive_many(self, leases: list[GameLease]) -> None:
+        """Renew every held lease each third of the TTL, in one pipeline; a lost one
+        is logged (its fence keeps a newer holder's write from being undone)."""
+        held = list(leases)
+        while held:
+            await asyncio.sleep(self.ttl_seconds / 3)
+            pipe = self._redis.pipeline(transaction=False)
+            for lease in held:
+                await lease.queue_renew(pipe)
+            try:
+                renewed = await pipe.execute()
+            except Exception:
+                log.warning("lease renewal failed", extra={"leases": len(held)}, exc_info=True)
+                continue
+            for lease, ok in zip(list(held), renewed, strict=True):
+                if not ok:
+                    log.warning("lease lost", extra={"lease_key": lease.key})
+                    held.remove(lease)
 
     @redis_unavailable
     async def is_held(self, game_id: str) -> bool:

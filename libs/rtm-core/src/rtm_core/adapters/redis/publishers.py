@@ -13,6 +13,8 @@ second path that XADDs a result alone would reopen that window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
@@ -61,6 +63,23 @@ class Publishers:
             if not event.traceparent:
                 event = event.model_copy(update={"traceparent": current_traceparent()})
             return await self._xadd(self.health_events_stream, event.fields())
+
+    @redis_unavailable
+    async def health_event_batch(self, events: Sequence[HealthEvent]) -> list[str]:
+        """Many events in one pipeline (a reconcile batch), in order: the
+        entries are exactly those `health_event` would add one by one."""
+        if not events:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                self.health_events_stream,
+                event.fields(),  # type: ignore[arg-type]
+                maxlen=self._maxlen,
+                approximate=True,
+            )
+        ids = await pipe.execute()
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def notification_intent(self, intent: NotificationIntent) -> str:
         return await self._xadd(self.notification_intents_stream, intent.fields())
