@@ -95,6 +95,8 @@ async def test_patch_rolled_back_is_answered_502(
     rig = make_core(
         make_settings(
             patch_health_gate="on",
+            # 5 passes 300 ms apart outlast the at most 1 s that 1.0.9 is healthy.
+            patch_gate_probes=5,
             patch_gate_deadline="5s",
             patch_gate_interval="300ms",
             probe_address_mode="container_ip",

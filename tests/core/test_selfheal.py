@@ -24,9 +24,11 @@ V101 = "galaxy/test-engine:1.0.1"
 BAD = "galaxy/test-engine:1.0.9"  # corrupts its state on start, /healthz 503 after 1 s
 GM = OpSource.GM_REST
 
+# Five passes 300 ms apart span 1.2 s: longer than the at most one second that
+# 1.0.9 stays healthy (its clock is whole seconds), so it can never pass the gate.
 GATE: dict[str, Any] = {
     "patch_health_gate": "on",
-    "patch_gate_probes": 3,
+    "patch_gate_probes": 5,
     "patch_gate_deadline": "6s",
     "patch_gate_interval": "300ms",
     # The host cannot resolve engine names: probe the container's IP.
