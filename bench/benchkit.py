@@ -69,7 +69,10 @@ async def remove_stack(client: aiodocker.Docker, stack: str) -> None:
     listed = await client.containers.list(
         all=True, filters={"label": [f"com.galaxy.stack={stack}"]}
     )
-    await bounded(16, [c.delete(force=True) for c in listed])
+    # Few at once: Docker 20.10 wedged (libnetwork's unWatchSvcRecord, every
+    # network call blocked) while 16 force-removals of a thousand engines on
+    # one bridge ran at once (issue 14's idle run). Unproven as a cure.
+    await bounded(4, [c.delete(force=True) for c in listed])
 
 
 async def _remove_network(client: aiodocker.Docker, network: str) -> None:

@@ -295,7 +295,7 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {mem} GB RAM, {platform.platform()}"
 
 
-def write(ci: bool, started_load: tuple[float, float, float]) -> Path:
+def write(ci: bool, started_load: tuple[float, float, float], only: list[str] | None) -> Path:
     target = OUT / "RESULTS-ci.md" if ci else BENCH / "RESULTS.md"
     lines = [
         "# RTM benchmarks (issue 14)" + (" — CI variant" if ci else ""),
@@ -305,8 +305,11 @@ def write(ci: bool, started_load: tuple[float, float, float]) -> Path:
         "",
         f"Machine: {machine()}. Shared with other engineers' test runs: load average "
         f"(1/5/15 min) {started_load[0]:.1f}/{started_load[1]:.1f}/{started_load[2]:.1f} when "
-        "the run began; each row shows the 1-minute load when its figure was taken.",
-        "",
+        "this table was written; each row shows the 1-minute load when its figure was taken.",
+        ""
+        if only is None
+        else f"\nThis run re-ran {', '.join(only)}; the other rows keep the figures of the "
+        "previous full run (their load column is theirs).\n",
         "| what | target | RTM | raw floor, same run | ratio | load | verdict |",
         "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(row) + " |" for row in rows(ci)),
@@ -347,7 +350,8 @@ def main() -> None:
             except subprocess.CalledProcessError as exc:
                 failed.append(name)
                 print(f"== {name} failed ({exc.returncode}); the table keeps its last figures")
-    print(f"wrote {write(args.ci, started_load)}")
+    only = args.only.split(",") if args.only else None
+    print(f"wrote {write(args.ci, started_load, only)}")
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 
