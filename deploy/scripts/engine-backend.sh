@@ -139,6 +139,13 @@ prepare_swarm() {
     if [[ -z "$(net_driver)" ]]; then
         docker network create -d overlay --attachable "$net" >/dev/null
         echo "$net" >"$state/overlay-network"
+        # A new swarm-scoped network can show an empty driver for a moment on a busy
+        # manager; RTM's boot check (and the next prepare) must see an overlay.
+        for _ in $(seq 1 50); do
+            [[ "$(net_driver)" == overlay ]] && break
+            sleep 0.2
+        done
+        [[ "$(net_driver)" == overlay ]] || die "network $net created but not reported as an overlay"
         say "created network $net (attachable overlay)"
     fi
 }
