@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pexpect
-from harness import wait_for
+from harness import fresh_database, wait_for
 from processes import RtmProcess, free_port, settings_env
 from redis.asyncio import Redis
 from rig import Rig
+
+from rtm_core.settings import Settings
 
 V100 = "galaxy/test-engine:1.0.0"
 V101 = "galaxy/test-engine:1.0.1"
@@ -140,9 +143,24 @@ async def _printed(cli, game_id: str, text: str) -> bool:
 
 
 async def test_ls_watch_shows_a_game_started_from_the_stream(
-    spawn_api, cli, core: Rig, redis: Redis, game_id: str
+    spawn_api,
+    cli,
+    make_settings: Callable[..., Settings],
+    postgres_server_dsn: str,
+    redis: Redis,
+    game_id: str,
 ) -> None:
-    settings = core.settings
+    """In a database of its own: the session's holds every suite's records, and a
+    table taller than the terminal shows only its first screen (sorted by game)."""
+    async with fresh_database(postgres_server_dsn, "rtm_watch_") as dsn:
+        await _watch_a_stream_start(
+            spawn_api, cli, make_settings(postgres_primary_dsn=dsn), redis, game_id
+        )
+
+
+async def _watch_a_stream_start(
+    spawn_api, cli, settings: Settings, redis: Redis, game_id: str
+) -> None:
     api = await spawn_api(settings)
     jobs = RtmProcess("rtm-jobs", settings_env(settings, ops_http_addr=f"127.0.0.1:{free_port()}"))
     try:
