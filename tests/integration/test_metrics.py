@@ -4,6 +4,7 @@ dashboard; then Prometheus itself (profile `monitoring`) scraping all four."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -83,12 +84,21 @@ async def test_each_service_exports_the_spec_metrics_after_a_start(compose: Comp
     assert started is not None and started >= 1
 
 
+#: The usage sampler's gauges (RTMANAGER_ENGINE_USAGE=on only).
+USAGE_METRICS = {"rtmanager_engine_cpu_percent", "rtmanager_engine_memory_bytes"}
+
+
 async def test_every_metric_the_dashboard_queries_is_exported(compose: ComposeStack) -> None:
     """`up` is Prometheus' own (checked against Prometheus below); every other name
     must be served by at least one live process. Histograms appear with their
     first sample, so this waits for a probe of a running engine (15 s interval)."""
     wanted = {n for n in dashboard_metric_names() if n.startswith("rtmanager_")}
     assert wanted, "the dashboard queries no rtmanager_ metric?"
+    if os.environ.get("RTMANAGER_ENGINE_USAGE", "off") != "on":
+        # Opt-in (issue 13): the stack runs without the usage sampler, so its panels
+        # stay empty here; tests/watcher scrapes these from a real rtm-watcher.
+        assert USAGE_METRICS <= wanted, "the dashboard lost its usage panels?"
+        wanted -= USAGE_METRICS
     game = compose.new_game("dashboard")
     await compose.start_rest(game)
 
