@@ -142,7 +142,7 @@ async def run_operation(
                 raise
             raise error from exc
         _count(deps, entry)
-        log.info("operation completed", extra=_log_fields(entry, source, began))
+        log.info("operation completed", extra=log_fields(entry, source, began))
         for effect in result.after_commit:
             try:
                 await effect()
@@ -232,7 +232,7 @@ async def _record_failure(
     log.log(
         logging.ERROR if unexpected else logging.WARNING,
         "operation failed",
-        extra=_log_fields(entry, source, began),
+        extra=log_fields(entry, source, began),
         exc_info=exc if unexpected else None,
     )
     return error
@@ -257,7 +257,8 @@ def _count(deps: LifecycleDeps, entry: OperationLogEntry) -> None:
     )
 
 
-def _log_fields(entry: OperationLogEntry, source: OpSource, began: float) -> dict[str, object]:
+def log_fields(entry: OperationLogEntry, source: OpSource, began: float) -> dict[str, object]:
+    """The fields of an operation's `operation completed` / `operation failed` line."""
     return {
         "game_id": entry.game_id,
         "op_kind": entry.op_kind,

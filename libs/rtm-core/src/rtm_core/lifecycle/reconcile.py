@@ -6,6 +6,8 @@ start or stop that raced the pass wins and the pass writes nothing.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rtm_core.domain.engine import ContainerInfo, parse_docker_time
 from rtm_core.domain.records import RuntimeRecord
 from rtm_core.domain.vocabulary import (
@@ -96,25 +98,9 @@ async def adopt(deps: LifecycleDeps, container: ContainerInfo) -> bool:
         if info is None:
             return OperationResult(record=None)
         now = deps.clock()
-        running = info.running
         entry.container_id = info.id
         entry.image_ref = info.image_ref
-        adopted = RuntimeRecord(
-            game_id=game_id,
-            status=(RuntimeStatus.RUNNING if running else RuntimeStatus.STOPPED).value,
-            current_container_id=info.id,
-            current_image_ref=info.image_ref,
-            engine_endpoint=engine_endpoint(game_id),
-            state_path=str(state_path(deps, game_id)),
-            docker_network=deps.settings.docker_network,
-            started_at=parse_docker_time(info.started_at) or now,
-            stopped_at=None if running else (parse_docker_time(info.finished_at) or now),
-            removed_at=None,
-            last_op_at=now,
-            created_at=record.created_at if record else None,
-            # An engine found running somewhere is where its state is used now.
-            placement_node=info.node_id or (record.placement_node if record else None),
-        )
+        adopted = adopted_record(deps, game_id, info, record, now)
         return OperationResult(record=adopted)
 
     return await _drift(deps, game_id, OpKind.RECONCILE_ADOPT, "adopt", body)
@@ -133,3 +119,31 @@ async def _drift(deps: LifecycleDeps, game_id: str, kind: OpKind, drift: str, bo
         return False
     deps.metrics.reconcile_drift.add(1, {"kind": drift})
     return True
+
+
+def adopted_record(
+    deps: LifecycleDeps,
+    game_id: str,
+    info: ContainerInfo,
+    record: RuntimeRecord | None,
+    now: datetime,
+) -> RuntimeRecord:
+    """The record an adopted container gets: running or stopped as Docker shows it,
+    its times from Docker's, the old record's creation time and node kept."""
+    running = info.running
+    return RuntimeRecord(
+        game_id=game_id,
+        status=(RuntimeStatus.RUNNING if running else RuntimeStatus.STOPPED).value,
+        current_container_id=info.id,
+        current_image_ref=info.image_ref,
+        engine_endpoint=engine_endpoint(game_id),
+        state_path=str(state_path(deps, game_id)),
+        docker_network=deps.settings.docker_network,
+        started_at=parse_docker_time(info.started_at) or now,
+        stopped_at=None if running else (parse_docker_time(info.finished_at) or now),
+        removed_at=None,
+        last_op_at=now,
+        created_at=record.created_at if record else None,
+        # An engine found running somewhere is where its state is used now.
+        placement_node=info.node_id or (record.placement_node if record else None),
+    )

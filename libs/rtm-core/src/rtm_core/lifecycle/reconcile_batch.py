@@ -43,13 +43,12 @@ from rtm_core.domain.vocabulary import (
     OpSource,
     Outcome,
     RuntimeStatus,
-    engine_endpoint,
     is_valid_game_id,
 )
 from rtm_core.lifecycle.deps import LifecycleDeps
-from rtm_core.lifecycle.engine import state_path
 from rtm_core.lifecycle.health import HealthReport
-from rtm_core.lifecycle.operation import _finish_interrupted_patch
+from rtm_core.lifecycle.operation import _finish_interrupted_patch, log_fields
+from rtm_core.lifecycle.reconcile import adopted_record
 from rtm_core.observability import tracer
 from rtm_core.ports import FencedCommit, LeaseGrant
 
@@ -264,24 +263,9 @@ def _plan(
         info = seen.get(d.container.id)
         if info is None:
             return None
-        running = info.running
         entry.container_id = info.id
         entry.image_ref = info.image_ref
-        adopted = RuntimeRecord(
-            game_id=d.game_id,
-            status=(RuntimeStatus.RUNNING if running else RuntimeStatus.STOPPED).value,
-            current_container_id=info.id,
-            current_image_ref=info.image_ref,
-            engine_endpoint=engine_endpoint(d.game_id),
-            state_path=str(state_path(deps, d.game_id)),
-            docker_network=deps.settings.docker_network,
-            started_at=parse_docker_time(info.started_at) or now,
-            stopped_at=None if running else (parse_docker_time(info.finished_at) or now),
-            removed_at=None,
-            last_op_at=now,
-            created_at=record.created_at if record else None,
-            placement_node=info.node_id or (record.placement_node if record else None),
-        )
+        adopted = adopted_record(deps, d.game_id, info, record, now)
         return adopted, entry, None
     if record is None or record.status != RuntimeStatus.RUNNING:
         return None
@@ -316,7 +300,7 @@ def _completed(deps: LifecycleDeps, w: _Written) -> None:
     entry = w.entry
     _count(deps, entry)
     deps.metrics.reconcile_drift.add(1, {"kind": _DRIFT_NAMES[w.drift.kind]})
-    log.info("operation completed", extra=_log_fields(entry, w.began))
+    log.info("operation completed", extra=log_fields(entry, OpSource.RECONCILER, w.began))
 
 
 async def _announce(deps: LifecycleDeps, batch: _Batch) -> None:
@@ -359,7 +343,7 @@ async def _fail(
         log.log(
             logging.ERROR if unexpected else logging.WARNING,
             "operation failed",
-            extra=_log_fields(entry, began),
+            extra=log_fields(entry, OpSource.RECONCILER, began),
             exc_info=exc if unexpected else None,
         )
     batch.written = [w for w in batch.written if w.drift.game_id not in {d.game_id for d in drifts}]
@@ -375,17 +359,3 @@ def _count(deps: LifecycleDeps, entry: OperationLogEntry) -> None:
         1,
         {"op_kind": entry.op_kind, "outcome": entry.outcome, "error_code": entry.error_code or ""},
     )
-
-
-def _log_fields(entry: OperationLogEntry, began: float) -> dict[str, object]:
-    return {
-        "game_id": entry.game_id,
-        "op_kind": entry.op_kind,
-        "op_source": OpSource.RECONCILER.value,
-        "outcome": entry.outcome,
-        "error_code": entry.error_code,
-        "error_message": entry.error_message,
-        "container_id": entry.container_id,
-        "image_ref": entry.image_ref,
-        "duration_ms": round((time.perf_counter() - began) * 1000, 1),
-    }
