@@ -49,7 +49,7 @@ async def run_workers(stop: asyncio.Event, workers: Sequence[Worker]) -> None:
 
 
 async def refresh_records_gauge(infra: Infrastructure, stop: asyncio.Event) -> None:
-    records = Repositories(infra.postgres)
+    records = Repositories(infra.postgres, read_dsn=infra.settings.postgres_primary_dsn)
     while True:
         try:
             counts = await records.count_by_status()

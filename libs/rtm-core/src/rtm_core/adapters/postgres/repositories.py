@@ -117,12 +117,9 @@ def outage_mapped(
     return wrapper
 
 
-#: Rows per INSERT: 6 parameters each, well under PostgreSQL's 32767.
-_SNAPSHOT_BATCH = 1000
 _SNAPSHOT_COLUMNS = ("game_id", "container_id", "status", "source", "observed_at", "details")
 _RECORD_COLUMNS = [f.name for f in dataclasses.fields(RuntimeRecord)]
 _RECORD_TABLE = RuntimeRecordRow.__table__  # type: ignore[attr-defined]
-_SNAPSHOT_TABLE = HealthSnapshotRow.__table__  # type: ignore[attr-defined]
 _FENCE_TABLE = GameFenceRow.__table__  # type: ignore[attr-defined]
 _CRASH_TABLE = CrashHistoryRow.__table__  # type: ignore[attr-defined]
 _PATCH_TABLE = PatchProgressRow.__table__  # type: ignore[attr-defined]
@@ -131,8 +128,6 @@ _USAGE_COLUMNS = [f.name for f in dataclasses.fields(EngineUsage)]
 #: Rows per INSERT: 7 parameters each.
 _USAGE_BATCH = 1000
 _LOG_TABLE = OperationLogRow.__table__  # type: ignore[attr-defined]
-#: Games per multi-row statement of `commit_operations` (15 parameters a record).
-_COMMIT_BATCH = 500
 _CRASH_COLUMNS = [f.name for f in dataclasses.fields(CrashHistory)]
 _PATCH_FIELDS = dataclasses.fields(PatchProgress)
 _PATCH_COLUMNS = [f.name for f in _PATCH_FIELDS if f.name != "updated_at"]
@@ -297,9 +292,10 @@ _GET_FENCE = f"SELECT fence, last_job_id FROM {SCHEMA}.game_fences WHERE game_id
 
 
 class Repositories:
-    def __init__(self, engine: AsyncEngine, *, read_dsn: str | None = None) -> None:
-        """`read_dsn`: serve `get_record` from a plain asyncpg pool over it (see
-        `database.create_read_pool`); without it, through the ORM session."""
+    def __init__(self, engine: AsyncEngine, *, read_dsn: str) -> None:
+        """`read_dsn` (the same database as `engine`): the hot reads and the usual
+        commits go through a plain asyncpg pool over it (`database.create_read_pool`,
+        opened on first use), the rest through SQLAlchemy sessions of `engine`."""
         self._read_dsn = read_dsn
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
@@ -318,39 +314,28 @@ class Repositories:
         if self._pool is not None:
             await self._pool.close()
 
-    async def _plain(self) -> asyncpg.Pool | None:
-        if self._pool is None and self._read_dsn is not None:
+    async def _plain(self) -> asyncpg.Pool:
+        if self._pool is None:
             async with self._pool_lock:
                 if self._pool is None:
                     self._pool = await create_read_pool(self._read_dsn)
+        assert self._pool is not None
         return self._pool
 
     @traced
     async def get_record(self, game_id: str) -> RuntimeRecord | None:
         """The hottest read (every GET of a runtime, every operation's re-check):
-        one prepared statement on the plain pool when there is one."""
-        pool = await self._plain()
-        if pool is None:
-            async with self._reads() as s:
-                row = await s.get(RuntimeRecordRow, game_id)
-            return None if row is None else _record(row)
-        found = await pool.fetchrow(_GET_RECORD, game_id)
+        one prepared statement on the plain pool."""
+        found = await (await self._plain()).fetchrow(_GET_RECORD, game_id)
         return None if found is None else RuntimeRecord(**dict(found.items()))
 
     @traced
     async def list_records(
         self, status: str | None = None, *, quarantined: bool | None = None
     ) -> list[RuntimeRecord]:
-        pool = await self._plain()
-        if pool is not None:  # every cycle of the watcher, every REST list
-            rows = await pool.fetch(_LIST_RECORDS, status, quarantined)
-            return [RuntimeRecord(**dict(r.items())) for r in rows]
-        query = select(RuntimeRecordRow).order_by(col(RuntimeRecordRow.game_id))
-        if status is not None:
-            query = query.where(col(RuntimeRecordRow.status) == status)
-        if quarantined is not None:
-            query = query.where(col(RuntimeRecordRow.quarantined).is_(quarantined))
-        return await self._records(query)
+        # every cycle of the watcher, every REST list
+        rows = await (await self._plain()).fetch(_LIST_RECORDS, status, quarantined)
+        return [RuntimeRecord(**dict(r.items())) for r in rows]
 
     @traced
     async def page_records(
@@ -376,16 +361,8 @@ class Repositories:
     @traced
     async def live_records(self) -> list[RuntimeRecord]:
         """Every record that still claims a container (`running` or `stopped`)."""
-        pool = await self._plain()
-        if pool is not None:  # every reconcile pass
-            rows = await pool.fetch(_LIVE_RECORDS)
-            return [RuntimeRecord(**dict(r.items())) for r in rows]
-        query = (
-            select(RuntimeRecordRow)
-            .where(col(RuntimeRecordRow.status) != RuntimeStatus.REMOVED.value)
-            .order_by(col(RuntimeRecordRow.game_id))
-        )
-        return await self._records(query)
+        rows = await (await self._plain()).fetch(_LIVE_RECORDS)  # every reconcile pass
+        return [RuntimeRecord(**dict(r.items())) for r in rows]
 
     @traced
     async def stopped_before(self, cutoff: datetime) -> list[RuntimeRecord]:
@@ -418,22 +395,13 @@ class Repositories:
 
     @traced
     async def get_fence(self, game_id: str) -> GameFence | None:
-        pool = await self._plain()
-        if pool is not None:
-            found = await pool.fetchrow(_GET_FENCE, game_id)
-            return None if found is None else GameFence(found[0], found[1])
-        async with self._reads() as s:
-            row = await s.get(GameFenceRow, game_id)
-        return None if row is None else GameFence(row.fence, row.last_job_id)
+        found = await (await self._plain()).fetchrow(_GET_FENCE, game_id)
+        return None if found is None else GameFence(found[0], found[1])
 
     @traced
     async def get_records(self, game_ids: Sequence[str]) -> dict[str, RuntimeRecord]:
-        pool = await self._plain()
-        if pool is not None:
-            rows = await pool.fetch(_GET_RECORDS, list(game_ids))
-            return {r["game_id"]: RuntimeRecord(**dict(r.items())) for r in rows}
-        query = select(RuntimeRecordRow).where(col(RuntimeRecordRow.game_id).in_(list(game_ids)))
-        return {r.game_id: r for r in await self._records(query)}
+        rows = await (await self._plain()).fetch(_GET_RECORDS, list(game_ids))
+        return {r["game_id"]: RuntimeRecord(**dict(r.items())) for r in rows}
 
     @traced
     async def get_fences(self, game_ids: Sequence[str]) -> dict[str, GameFence]:
@@ -449,65 +417,7 @@ class Repositories:
         refused on its own when a newer one is stored, the rest row-locked
         until commit), then the records and rows of the games whose fence held."""
         ordered = sorted(commits, key=lambda c: c.entry.game_id)
-        pool = await self._plain()
-        if pool is not None:
-            return await _commit_many(pool, ordered)
-        refused: set[str] = set()
-        async with self._sessions() as s, s.begin():
-            fenced = [c for c in ordered if c.fence is not None]
-            for at in range(0, len(fenced), _COMMIT_BATCH):
-                chunk = fenced[at : at + _COMMIT_BATCH]
-                values = insert(_FENCE_TABLE).values(
-                    [
-                        {"game_id": c.entry.game_id, "fence": c.fence, "last_job_id": None}
-                        for c in chunk
-                    ]
-                )
-                stmt = values.on_conflict_do_update(
-                    index_elements=["game_id"],
-                    set_={
-                        "fence": values.excluded.fence,
-                        "last_job_id": func.coalesce(
-                            values.excluded.last_job_id, _FENCE_TABLE.c.last_job_id
-                        ),
-                        "updated_at": func.now(),
-                    },
-                    where=_FENCE_TABLE.c.fence <= values.excluded.fence,
-                ).returning(_FENCE_TABLE.c.game_id)
-                claimed = set((await s.execute(stmt)).scalars().all())
-                refused |= {c.entry.game_id for c in chunk} - claimed
-            kept = [c for c in ordered if c.entry.game_id not in refused]
-            records = [c.record for c in kept if c.record is not None]
-            for at in range(0, len(records), _COMMIT_BATCH):
-                chunk_records = records[at : at + _COMMIT_BATCH]
-                rows = [
-                    {c: getattr(r, c) for c in _RECORD_COLUMNS if c != "created_at"}
-                    for r in chunk_records
-                ]
-                insert_stmt = insert(_RECORD_TABLE).values(rows)
-                upsert = insert_stmt.on_conflict_do_update(
-                    index_elements=["game_id"],
-                    set_={k: insert_stmt.excluded[k] for k in rows[0] if k != "game_id"},
-                ).returning(_RECORD_TABLE.c.game_id, _RECORD_TABLE.c.created_at)
-                created = {g: at for g, at in (await s.execute(upsert)).all()}
-                for r in chunk_records:
-                    r.created_at = created[r.game_id]
-            entries = [c.entry for c in kept]
-            for at in range(0, len(entries), _COMMIT_BATCH):
-                chunk_entries = entries[at : at + _COMMIT_BATCH]
-                log_rows = [
-                    {f.name: getattr(e, f.name) for f in _ENTRY_FIELDS if f.name != "id"}
-                    for e in chunk_entries
-                ]
-                appended = (
-                    insert(_LOG_TABLE)
-                    .values(log_rows)
-                    .returning(_LOG_TABLE.c.id, _LOG_TABLE.c.game_id)
-                )
-                ids = {game_id: row_id for row_id, game_id in (await s.execute(appended)).all()}
-                for e in chunk_entries:
-                    e.id = ids[e.game_id]
-        return refused
+        return await _commit_many(await self._plain(), ordered)
 
     @traced
     async def commit_operation(
@@ -520,15 +430,13 @@ class Repositories:
         finish_patch: bool = False,
         reset_crash_history: bool = False,
     ) -> None:
-        pool = await self._plain()
         if (
-            pool is not None
-            and fence is not None
+            fence is not None
             and record is not None
             and not finish_patch
             and not reset_crash_history
         ):
-            await self._fenced_commit(pool, entry, record, fence, job_id)
+            await self._fenced_commit(await self._plain(), entry, record, fence, job_id)
             return
         async with self._sessions() as s, s.begin():
             if fence is not None:
@@ -595,20 +503,9 @@ class Repositories:
         )
         if not latest:
             return
-        pool = await self._plain()
-        if pool is not None:
-            columns = [[row[c] for row in latest] for c in _SNAPSHOT_COLUMNS]
-            columns[-1] = [json.dumps(d) for d in columns[-1]]  # details, as jsonb text
-            await pool.execute(_UPSERT_SNAPSHOTS, *columns)
-            return
-        async with self._sessions() as s, s.begin():
-            for at in range(0, len(latest), _SNAPSHOT_BATCH):
-                stmt = insert(_SNAPSHOT_TABLE).values(latest[at : at + _SNAPSHOT_BATCH])
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["game_id"],
-                    set_={k: stmt.excluded[k] for k in _SNAPSHOT_COLUMNS if k != "game_id"},
-                )
-                await s.execute(stmt)
+        columns = [[row[c] for row in latest] for c in _SNAPSHOT_COLUMNS]
+        columns[-1] = [json.dumps(d) for d in columns[-1]]  # details, as jsonb text
+        await (await self._plain()).execute(_UPSERT_SNAPSHOTS, *columns)
 
     @traced
     async def get_snapshot(self, game_id: str) -> HealthSnapshot | None:
